@@ -1,0 +1,162 @@
+"""OpenTelemetry setup and the event-carried trace context.
+
+RPC metadata carries context for one call, but a long-lived stream's metadata
+belongs to the stream. So each accepted event stores the W3C context of the span
+that accepted it (``Event.trace_context``), and whoever processes the event
+later continues that trace with :func:`event_span`.
+
+The correlation id rides in W3C baggage as ``correlation.id``; the
+:class:`CorrelationIdSpanProcessor` copies it onto every span started while it is
+in the context, as the attribute ``corrmesh.correlation_id``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.trace import Link
+
+from corrmesh.v1 import event_pb2
+
+CORRELATION_BAGGAGE_KEY = "correlation.id"
+CORRELATION_ATTRIBUTE = "corrmesh.correlation_id"
+
+_provider: TracerProvider | None = None
+
+
+class CorrelationIdSpanProcessor(SpanProcessor):
+    """Stamps the baggage correlation id on each span as it starts."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        value = baggage.get_baggage(CORRELATION_BAGGAGE_KEY, parent_context)
+        if value:
+            span.set_attribute(CORRELATION_ATTRIBUTE, str(value))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+def _exporters_from_env() -> list[SpanExporter]:
+    # The SDK's documented default is "otlp"; a local mesh without a collector
+    # would then log export errors forever, so "none" is ours.
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "none")
+    exporters: list[SpanExporter] = []
+    for name in (n.strip().lower() for n in names.split(",")):
+        if name in ("", "none"):
+            continue
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+        elif name == "console":
+            exporters.append(ConsoleSpanExporter())
+        else:
+            raise SystemExit(f"OTEL_TRACES_EXPORTER: unsupported exporter {name!r}")
+    return exporters
+
+
+def configure_tracing(
+    service: str, exporters: Sequence[SpanExporter] | None = None
+) -> TracerProvider:
+    """Installs the global tracer provider for this process (once).
+
+    The service name is ``corrmesh-<service>`` unless ``OTEL_SERVICE_NAME`` says
+    otherwise; exporters follow ``OTEL_TRACES_EXPORTER`` (otlp, console, none)
+    and the exporter's own ``OTEL_EXPORTER_OTLP_*`` variables.
+    """
+    global _provider
+    if _provider is not None:
+        return _provider
+    name = os.environ.get("OTEL_SERVICE_NAME") or f"corrmesh-{service}"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_span_processor(CorrelationIdSpanProcessor())
+    chosen = list(exporters) if exporters is not None else _exporters_from_env()
+    for exporter in chosen:
+        if isinstance(exporter, ConsoleSpanExporter):
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flushes and stops the exporters; spans ended before this are sent."""
+    if _provider is not None:
+        _provider.force_flush()
+        _provider.shutdown()
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def with_correlation_id(correlation_id: str, ctx: Context | None = None) -> Context:
+    """A context whose baggage carries ``correlation_id``."""
+    return baggage.set_baggage(CORRELATION_BAGGAGE_KEY, correlation_id, ctx)
+
+
+def capture_trace_context(ctx: Context | None = None) -> event_pb2.TraceContext:
+    """The W3C headers of ``ctx`` (default: current), to store on an event."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx)
+    return event_pb2.TraceContext(
+        traceparent=carrier.get("traceparent", ""),
+        tracestate=carrier.get("tracestate", ""),
+        baggage=carrier.get("baggage", ""),
+    )
+
+
+def context_of(trace_context: event_pb2.TraceContext) -> Context:
+    """The context stored on an event, ready to be a parent."""
+    carrier = {
+        key: value
+        for key, value in (
+            ("traceparent", trace_context.traceparent),
+            ("tracestate", trace_context.tracestate),
+            ("baggage", trace_context.baggage),
+        )
+        if value
+    }
+    return propagate.extract(carrier)
+
+
+@contextmanager
+def event_span(
+    span_tracer: trace.Tracer,
+    name: str,
+    event: event_pb2.Event,
+    links: Sequence[Link] = (),
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Iterator[trace.Span]:
+    """Continues ``event``'s trace: a child span of the span that accepted it.
+
+    The event's correlation id is put in baggage for the span's lifetime, so
+    spans and log lines made inside carry it too.
+    """
+    ctx = context_of(event.trace_context)
+    if event.correlation_id:
+        ctx = with_correlation_id(event.correlation_id, ctx)
+    token = context.attach(ctx)
+    try:
+        with span_tracer.start_as_current_span(name, kind=kind, links=links) as span:
+            if event.correlation_id:
+                span.set_attribute(CORRELATION_ATTRIBUTE, event.correlation_id)
+            if event.event_id:
+                span.set_attribute("corrmesh.event_id", event.event_id)
+            yield span
+    finally:
+        context.detach(token)
