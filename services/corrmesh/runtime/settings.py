@@ -63,6 +63,8 @@ class Settings:
     auth_disabled: bool = False
     # Token this process presents to its peers.
     client_token: str = ""
+    # Topology: a YAML file of declared dependencies loaded at start.
+    dependencies_file: str = ""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
 
