@@ -1,0 +1,1 @@
+"""The ``corrmesh`` command line."""

@@ -13,47 +13,69 @@ from corrmesh.runtime.settings import Settings
 from corrmesh.runtime.tls import channel_credentials
 
 
-class _BearerToken(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds ``authorization: Bearer <token>`` to every call."""
+def _with_token(details: grpc.aio.ClientCallDetails, header: tuple[str, str]) -> Any:
+    metadata = list(details.metadata or ())
+    metadata.append(header)
+    return grpc.aio.ClientCallDetails(
+        details.method,
+        details.timeout,
+        grpc.aio.Metadata(*metadata),
+        details.credentials,
+        details.wait_for_ready,
+    )
 
-    def __init__(self, token: str) -> None:
-        self._header = ("authorization", f"Bearer {token}")
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = list(details.metadata or ())
-        metadata.append(self._header)
-        return grpc.aio.ClientCallDetails(
-            details.method,
-            details.timeout,
-            grpc.aio.Metadata(*metadata),
-            details.credentials,
-            details.wait_for_ready,
-        )
+# grpc.aio files an interceptor under the first call shape it implements only,
+# so each shape needs its own class.
+class _TokenUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, header: tuple[str, str]) -> None:
+        self.header = header
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(_with_token(client_call_details, self.header), request)
+
+
+class _TokenUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, header: tuple[str, str]) -> None:
+        self.header = header
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(_with_token(client_call_details, self.header), request)
+
+
+class _TokenStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, header: tuple[str, str]) -> None:
+        self.header = header
 
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await continuation(_with_token(client_call_details, self.header), request_iterator)
+
+
+class _TokenStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, header: tuple[str, str]) -> None:
+        self.header = header
 
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await continuation(_with_token(client_call_details, self.header), request_iterator)
+
+
+def bearer_token_interceptors(token: str) -> list[Any]:
+    """Client interceptors adding ``authorization: Bearer <token>`` to every call."""
+    header = ("authorization", f"Bearer {token}")
+    return [
+        _TokenUnaryUnary(header),
+        _TokenUnaryStream(header),
+        _TokenStreamUnary(header),
+        _TokenStreamStream(header),
+    ]
 
 
 def open_channel(
@@ -66,7 +88,7 @@ def open_channel(
     """
     interceptors: list[Any] = list(aio_client_interceptors()) if traced else []
     if settings is not None and settings.client_token:
-        interceptors.append(_BearerToken(settings.client_token))
+        interceptors.extend(bearer_token_interceptors(settings.client_token))
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

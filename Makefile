@@ -1,0 +1,49 @@
+# The one entry point: setup, gen, lint, test, run, bench.
+# Every target installs what it needs first, so a fresh clone needs nothing else.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := .tools/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup gen gen-check lint test run bench clean
+
+setup: $(STAMP) $(BUF)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(BUF):
+	npm install --silent --no-save --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+gen: setup
+	scripts/gen.sh gen
+
+# gen/ must be exactly what `make gen` writes from protos/.
+gen-check: setup
+	scripts/gen-check.sh
+
+lint: setup gen-check
+	$(BUF) lint
+	scripts/buf-breaking.sh
+	$(VENV)/bin/ruff check services tests scripts
+	$(VENV)/bin/ruff format --check services tests scripts
+	$(VENV)/bin/mypy services tests scripts
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+run: setup
+	$(VENV)/bin/corrmesh up --demo
+
+bench: setup
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from corrmesh.cli.main import main
+
+main()

@@ -1,0 +1,169 @@
+"""``make bench``: throughput of the mesh beside a bare gRPC baseline, in one run.
+
+Mesh path: Publish (batches) -> Ingest's durable log -> Subscribe -> Correlation
+(analysed, groups committed with the consumer offset). The rate is events
+published divided by the time from the first Publish until Correlation's
+committed offset reaches the last event.
+
+Baseline: the same PublishRequest messages, sent the same way to a server in
+its own process that only counts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from google.protobuf import timestamp_pb2
+from rich.console import Console
+from rich.table import Table
+
+from corrmesh.cli.mesh import Mesh, free_port
+from corrmesh.runtime.server import MAX_MESSAGE_BYTES
+from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2, ingest_pb2
+from tests.bench.bare_server import METHOD
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def make_batches(total: int, batch_size: int, resources: int) -> list[ingest_pb2.PublishRequest]:
+    """Kubernetes-like events over ``resources`` deployments, one second apart in event time."""
+    start = time.time() - total
+    batches = []
+    for first in range(0, total, batch_size):
+        request = ingest_pb2.PublishRequest()
+        for index in range(first, min(first + batch_size, total)):
+            name = f"app-{index % resources}"
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromNanoseconds(int((start + index) * 1e9))
+            request.events.append(
+                event_pb2.Event(
+                    domain=event_pb2.DOMAIN_KUBERNETES,
+                    source="kubernetes/bench",
+                    resource=event_pb2.ResourceRef(
+                        cluster="bench", kind="Deployment", namespace="load", name=name
+                    ),
+                    occurred_at=stamp,
+                    severity=event_pb2.SEVERITY_WARNING,
+                    title=f"Back-off restarting failed container {name}",
+                    type="BackOff",
+                    fingerprint=f"k8s/load/{name}/BackOff",
+                )
+            )
+        batches.append(request)
+    return batches
+
+
+async def send_all(
+    address: str, method: str, batches: list[ingest_pb2.PublishRequest], concurrency: int
+) -> float:
+    """Sends every batch with ``concurrency`` calls in flight; returns seconds taken."""
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        call = channel.unary_unary(
+            method,
+            request_serializer=ingest_pb2.PublishRequest.SerializeToString,
+            response_deserializer=ingest_pb2.PublishResponse.FromString,
+        )
+        await channel.channel_ready()
+        queue = list(reversed(batches))
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            while queue:
+                reply = await call(queue.pop())
+                assert reply.rejected_count == 0
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def wait_consumed(address: str, sequence: int, timeout: float) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = correlation_pb2_grpc.CorrelationServiceStub(channel)
+        deadline = time.monotonic() + timeout
+        while (await stub.GetStats(correlation_pb2.GetStatsRequest())).consumer_sequence < sequence:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Correlation did not reach sequence {sequence}")
+            await asyncio.sleep(0.01)
+
+
+async def measure_mesh(
+    mesh: Mesh, batches: list[ingest_pb2.PublishRequest], concurrency: int
+) -> tuple[float, float]:
+    """(seconds until all acknowledged, seconds until Correlation committed all)."""
+    total = sum(len(b.events) for b in batches)
+    started = time.perf_counter()
+    acked = await send_all(
+        mesh.address("ingest"), "/corrmesh.v1.IngestService/Publish", batches, concurrency
+    )
+    await wait_consumed(mesh.address("correlation"), total, timeout=600)
+    return acked, time.perf_counter() - started
+
+
+def run_baseline(batches: list[ingest_pb2.PublishRequest], concurrency: int) -> float:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tests.bench.bare_server", str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    grpc.channel_ready_future(channel).result(timeout=0.5)
+                break
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+        return asyncio.run(send_all(f"127.0.0.1:{port}", METHOD, batches, concurrency))
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--resources", type=int, default=1_000)
+    args = parser.parse_args()
+    console = Console()
+    batches = make_batches(args.events, args.batch, args.resources)
+    size = batches[0].events[0].ByteSize()
+    console.print(
+        f"{args.events} events ({size} bytes each) in batches of {args.batch}, "
+        f"{args.concurrency} calls in flight"
+    )
+
+    baseline = run_baseline(batches, args.concurrency)
+    with (
+        tempfile.TemporaryDirectory(prefix="corrmesh-bench-") as var_dir,
+        Mesh.on_free_ports(Path(var_dir)) as mesh,
+    ):
+        acked, consumed = asyncio.run(measure_mesh(mesh, batches, args.concurrency))
+
+    table = Table(title="corrmesh bench: Publish -> log -> Subscribe -> Correlation")
+    for column in ("path", "seconds", "events/s", "ratio to bare stream"):
+        table.add_column(column, justify="right")
+    rows = (
+        ("bare gRPC (same messages, no work)", baseline),
+        ("Publish acknowledged (durable in log)", acked),
+        ("through Correlation (offset committed)", consumed),
+    )
+    base_rate = args.events / baseline
+    for label, seconds in rows:
+        rate = args.events / seconds
+        table.add_row(label, f"{seconds:.2f}", f"{rate:,.0f}", f"{rate / base_rate:.3f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
