@@ -132,9 +132,17 @@ def test_node_client_publishes_and_watches(
 
     proc = _run(command, timeout=CLIENT_TIMEOUT_S + 40)
 
-    assert proc.returncode == 0, (
-        f"Node client exited {proc.returncode}:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    )
+    if proc.returncode != 0:
+        logs = ""
+        if hasattr(mesh, "log_tail"):
+            logs = "".join(
+                f"\n--- {service} log ---\n{mesh.log_tail(service)}"
+                for service in ("ingest", "correlation")
+            )
+        pytest.fail(
+            f"Node client exited {proc.returncode}:\nstdout:\n{proc.stdout}\n"
+            f"stderr:\n{proc.stderr}{logs}"
+        )
     result = _last_json_line(proc.stdout)
     event_ids = result["event_ids"]
     assert len(event_ids) == 2, result

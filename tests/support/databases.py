@@ -7,6 +7,8 @@ never see each other's tables and can run in any order.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +37,25 @@ def postgres_available() -> bool:
         return False
 
 
+def _start_local_postgres() -> None:
+    """Starts this machine's PostgreSQL cluster if it is installed but stopped."""
+    clusters = Path("/etc/postgresql")
+    if not clusters.is_dir() or shutil.which("pg_ctlcluster") is None:
+        return
+    for version in sorted(p.name for p in clusters.iterdir()):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
 def require_postgres() -> None:
     """Skips without PostgreSQL locally; in CI a missing server is a failure."""
+    if postgres_available():
+        return
+    _start_local_postgres()
     if postgres_available():
         return
     if in_ci():
