@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -127,3 +128,17 @@ async def test_tls_and_mutual_tls(tmp_path: Path) -> None:
             assert await _code_of(stub.GetResource(topology_pb2.GetResourceRequest())) == (
                 grpc.StatusCode.UNIMPLEMENTED
             )
+
+
+async def test_health_watch_streams_status() -> None:
+    async with running(BareTopology, "topology") as (_, address):
+        async with grpc.aio.insecure_channel(address) as channel:
+            stream = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service="corrmesh.v1.TopologyService")
+            )
+            statuses = [(await asyncio.wait_for(stream.read(), 5)).status]
+            if statuses[0] != health_pb2.HealthCheckResponse.SERVING:
+                # Right after start the first answer may still be NOT_SERVING.
+                statuses.append((await asyncio.wait_for(stream.read(), 5)).status)
+            assert statuses[-1] == health_pb2.HealthCheckResponse.SERVING
+            stream.cancel()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from corrmesh.runtime.auth import BearerTokenInterceptor, load_tokens
 from corrmesh.runtime.logs import configure_logging
@@ -66,7 +66,12 @@ class Server:
     def __init__(self, app: ServiceApp) -> None:
         self.app = app
         self.settings = app.settings
-        interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()]
+        # Health probes and reflection are not worth a span each; the interceptor
+        # also cannot wrap Health/Watch (a coroutine, not an async generator).
+        untraced = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            aio_server_interceptor(filter_=filters.negate(untraced))
+        ]
         if self.settings.auth_enabled:
             interceptors.append(BearerTokenInterceptor(load_tokens(self.settings.auth_tokens_file)))
         self.grpc_server = grpc.aio.server(

@@ -1,0 +1,3 @@
+from corrmesh.spanner.server import main
+
+main()
