@@ -1,0 +1,314 @@
+"""The in-memory relationship graph, kind-agnostic.
+
+Nodes are ``Resource`` messages keyed as :mod:`corrmesh.topology.keys`
+describes (uid when present, else cluster/kind/namespace/name). Edges are
+typed and directed as ``EdgeType`` documents in topology.proto:
+
+===========  ==========================================  ==========================
+edge type    from -> to                                  failure propagates
+===========  ==========================================  ==========================
+OWNER        owner -> owned (Deployment -> ReplicaSet)   to -> from (owned failing
+                                                         affects its owner)
+SELECTOR     Service -> Pod it selects                   to -> from (pod -> service)
+ENDPOINT     Service/EndpointSlice -> Pod                to -> from (pod -> service)
+CONFIG       ConfigMap/Secret -> Pod using it            from -> to (config -> pod)
+VOLUME       PersistentVolumeClaim -> Pod mounting it    from -> to (pvc -> pod)
+NODE         Node -> Pod scheduled on it                 from -> to (node -> pod)
+DEPENDENCY   dependent -> dependency (api -> mysql)      to -> from (mysql -> api)
+===========  ==========================================  ==========================
+
+:data:`PROPAGATES_FORWARD` encodes the last column; impact analysis
+(:mod:`corrmesh.topology.impact`) walks each edge type only in that direction.
+
+Storage is plain dicts: per resource, per direction, per edge type, an
+insertion-ordered ``dict[Key, None]`` of neighbours, so every answer is
+deterministic. An edge needs both ends in the graph; deleting a resource
+removes its edges and returns them so callers can log the removals.
+The graph is not thread-safe: the server mutates it only on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+
+from corrmesh.topology.keys import Key, NameKey, key_of, name_key_of
+from corrmesh.v1 import event_pb2, topology_pb2
+
+EdgeType = int
+#: (from, to, type) as stored.
+EdgeKey = tuple[Key, Key, EdgeType]
+Adjacency = dict[Key, dict[EdgeType, dict[Key, None]]]
+
+OWNER = topology_pb2.EDGE_TYPE_OWNER
+NODE = topology_pb2.EDGE_TYPE_NODE
+ALL_EDGE_TYPES: tuple[EdgeType, ...] = tuple(
+    v for v in topology_pb2.EdgeType.values() if v != topology_pb2.EDGE_TYPE_UNSPECIFIED
+)
+#: For each edge type: True when a failure of ``from`` affects ``to``;
+#: False when a failure of ``to`` affects ``from``.
+PROPAGATES_FORWARD: dict[EdgeType, bool] = {
+    topology_pb2.EDGE_TYPE_OWNER: False,
+    topology_pb2.EDGE_TYPE_SELECTOR: False,
+    topology_pb2.EDGE_TYPE_ENDPOINT: False,
+    topology_pb2.EDGE_TYPE_CONFIG: True,
+    topology_pb2.EDGE_TYPE_VOLUME: True,
+    topology_pb2.EDGE_TYPE_NODE: True,
+    topology_pb2.EDGE_TYPE_DEPENDENCY: False,
+}
+
+OUTGOING = topology_pb2.DIRECTION_OUTGOING
+INCOMING = topology_pb2.DIRECTION_INCOMING
+BOTH = topology_pb2.DIRECTION_BOTH
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A resource reached by a traversal, the edge that reached it and how far it is."""
+
+    key: Key
+    edge: EdgeKey
+    distance: int
+
+
+class TopologyGraph:
+    """Resources and typed directed edges between them."""
+
+    def __init__(self) -> None:
+        self.resources: dict[Key, topology_pb2.Resource] = {}
+        self._by_name: dict[NameKey, dict[Key, None]] = {}
+        self._out: Adjacency = {}
+        self._in: Adjacency = {}
+        self._degree: dict[Key, int] = {}
+        #: Bumped on every mutation; caches of derived answers compare it.
+        self.version = 0
+
+    # ---- resources -------------------------------------------------------
+
+    def resolve(self, ref: event_pb2.ResourceRef) -> Key | None:
+        """The key of the resource ``ref`` names, or None when it is not in the graph.
+
+        A ref with a uid also finds a resource known only by name (a declared
+        service an event names with its uid); it never finds another
+        incarnation with a different uid.
+        """
+        if ref.uid:
+            key: Key = ("uid", ref.uid)
+            if key in self.resources:
+                return key
+        candidates = self._by_name.get(name_key_of(ref))
+        if not candidates:
+            return None
+        for candidate in reversed(candidates):
+            if not ref.uid or candidate[0] != "uid":
+                return candidate
+        return None
+
+    def get(self, ref: event_pb2.ResourceRef) -> topology_pb2.Resource | None:
+        key = self.resolve(ref)
+        return None if key is None else self.resources[key]
+
+    def upsert_resource(self, resource: topology_pb2.Resource) -> Key:
+        """Adds or replaces a resource; its edges stay. Returns its key."""
+        key = key_of(resource.ref)
+        previous = self.resources.get(key)
+        if previous is not None:
+            self._unindex_name(previous, key)
+        self.resources[key] = resource
+        self._by_name.setdefault(name_key_of(resource.ref), {})[key] = None
+        self.version += 1
+        return key
+
+    def delete_resource(self, key: Key) -> list[EdgeKey]:
+        """Removes a resource and its edges; returns the removed edges."""
+        resource = self.resources.pop(key, None)
+        if resource is None:
+            return []
+        removed = list(self.edges_of(key))
+        for edge in removed:
+            self.remove_edge(*edge)
+        self._unindex_name(resource, key)
+        self._out.pop(key, None)
+        self._in.pop(key, None)
+        self._degree.pop(key, None)
+        self.version += 1
+        return removed
+
+    def _unindex_name(self, resource: topology_pb2.Resource, key: Key) -> None:
+        name = name_key_of(resource.ref)
+        keys = self._by_name.get(name)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._by_name[name]
+
+    # ---- edges -----------------------------------------------------------
+
+    def add_edge(self, source: Key, target: Key, edge_type: EdgeType) -> bool:
+        """Adds an edge; False when it already existed. Both ends must exist."""
+        if source == target:
+            raise ValueError("an edge needs two different resources")
+        if source not in self.resources or target not in self.resources:
+            raise KeyError("both ends of an edge must be in the graph")
+        targets = self._out.setdefault(source, {}).setdefault(edge_type, {})
+        if target in targets:
+            return False
+        targets[target] = None
+        self._in.setdefault(target, {}).setdefault(edge_type, {})[source] = None
+        self._degree[source] = self._degree.get(source, 0) + 1
+        self._degree[target] = self._degree.get(target, 0) + 1
+        self.version += 1
+        return True
+
+    def remove_edge(self, source: Key, target: Key, edge_type: EdgeType) -> bool:
+        """Removes an edge; False when there was none."""
+        targets = self._out.get(source, {}).get(edge_type)
+        if targets is None or target not in targets:
+            return False
+        del targets[target]
+        del self._in[target][edge_type][source]
+        self._degree[source] -= 1
+        self._degree[target] -= 1
+        self.version += 1
+        return True
+
+    def has_edge(self, source: Key, target: Key, edge_type: EdgeType) -> bool:
+        return target in self._out.get(source, {}).get(edge_type, {})
+
+    def edges_of(self, key: Key) -> Iterator[EdgeKey]:
+        """Every edge touching ``key``: outgoing first, then incoming."""
+        for edge_type, targets in self._out.get(key, {}).items():
+            for target in targets:
+                yield (key, target, edge_type)
+        for edge_type, sources in self._in.get(key, {}).items():
+            for source in sources:
+                yield (source, key, edge_type)
+
+    def degree(self, key: Key) -> int:
+        """Edges touching ``key``, of every type and direction."""
+        return self._degree.get(key, 0)
+
+    def edge_count(self) -> int:
+        return sum(len(t) for by_type in self._out.values() for t in by_type.values())
+
+    def outgoing(self, key: Key, edge_type: EdgeType) -> Collection[Key]:
+        return self._out.get(key, {}).get(edge_type, {}).keys()
+
+    def incoming(self, key: Key, edge_type: EdgeType) -> Collection[Key]:
+        return self._in.get(key, {}).get(edge_type, {}).keys()
+
+    def adjacent(self, key: Key, edge_types: Iterable[EdgeType]) -> list[Key]:
+        """Resources one edge of ``edge_types`` away, either way (may repeat)."""
+        found: list[Key] = []
+        out = self._out.get(key)
+        inc = self._in.get(key)
+        for edge_type in edge_types:
+            if out is not None and edge_type in out:
+                found.extend(out[edge_type])
+            if inc is not None and edge_type in inc:
+                found.extend(inc[edge_type])
+        return found
+
+    def steps(
+        self, key: Key, edge_types: Iterable[EdgeType], direction: int
+    ) -> Iterator[tuple[Key, EdgeKey]]:
+        """(neighbour, edge as stored) for each edge of ``edge_types`` leaving ``key``
+        in ``direction`` (OUTGOING, INCOMING or BOTH)."""
+        out = self._out.get(key)
+        inc = self._in.get(key)
+        for edge_type in edge_types:
+            if direction != INCOMING and out is not None:
+                for target in out.get(edge_type, ()):
+                    yield target, (key, target, edge_type)
+            if direction != OUTGOING and inc is not None:
+                for source in inc.get(edge_type, ()):
+                    yield source, (source, key, edge_type)
+
+    # ---- queries ---------------------------------------------------------
+
+    def owners(self, key: Key) -> dict[Key, int]:
+        """Every owner of ``key`` (following incoming OWNER edges) with its distance."""
+        found: dict[Key, int] = {}
+        frontier = [key]
+        distance = 0
+        while frontier:
+            distance += 1
+            next_frontier: list[Key] = []
+            for current in frontier:
+                for owner in self.incoming(current, OWNER):
+                    if owner not in found and owner != key:
+                        found[owner] = distance
+                        next_frontier.append(owner)
+            frontier = next_frontier
+        return found
+
+    def owner_chain(self, key: Key) -> list[Key]:
+        """``key`` then its owners, nearest first; the first owner at each step
+        (Kubernetes objects have at most one controller), stopping at a cycle."""
+        chain = [key]
+        seen = {key}
+        current = key
+        while True:
+            owner = next(iter(self.incoming(current, OWNER)), None)
+            if owner is None or owner in seen:
+                return chain
+            chain.append(owner)
+            seen.add(owner)
+            current = owner
+
+    def neighbors(
+        self, key: Key, edge_types: Iterable[EdgeType], direction: int, depth: int
+    ) -> list[Hit]:
+        """Resources within ``depth`` edges of ``key`` (breadth first, nearest first)."""
+        types = tuple(edge_types) or ALL_EDGE_TYPES
+        seen = {key}
+        hits: list[Hit] = []
+        frontier = [key]
+        for distance in range(1, depth + 1):
+            next_frontier: list[Key] = []
+            for current in frontier:
+                for neighbour, edge in self.steps(current, types, direction):
+                    if neighbour not in seen:
+                        seen.add(neighbour)
+                        hits.append(Hit(neighbour, edge, distance))
+                        next_frontier.append(neighbour)
+            if not next_frontier:
+                break
+            frontier = next_frontier
+        return hits
+
+    def find_path(
+        self, source: Key, target: Key, max_depth: int, edge_types: Iterable[EdgeType] = ()
+    ) -> list[EdgeKey] | None:
+        """The shortest path from ``source`` to ``target`` as stored edges, walking
+        edges either way; None when none is within ``max_depth`` edges."""
+        if source == target:
+            return []
+        types = tuple(edge_types) or ALL_EDGE_TYPES
+        reached_by: dict[Key, EdgeKey | None] = {source: None}
+        queue: deque[tuple[Key, int]] = deque([(source, 0)])
+        while queue:
+            current, distance = queue.popleft()
+            if distance >= max_depth:
+                continue
+            for neighbour, edge in self.steps(current, types, BOTH):
+                if neighbour in reached_by:
+                    continue
+                reached_by[neighbour] = edge
+                if neighbour == target:
+                    return _trace_back(reached_by, source, target)
+                queue.append((neighbour, distance + 1))
+        return None
+
+
+def _trace_back(reached_by: dict[Key, EdgeKey | None], source: Key, target: Key) -> list[EdgeKey]:
+    path: list[EdgeKey] = []
+    current = target
+    while current != source:
+        edge = reached_by[current]
+        assert edge is not None
+        path.append(edge)
+        current = edge[0] if edge[1] == current else edge[1]
+    path.reverse()
+    return path

@@ -1,0 +1,140 @@
+"""How two resources relate: the correlation engine's hot path.
+
+The strongest relation wins, in RelationKind's order:
+
+- SAME_RESOURCE: both refs name one resource (distance 0);
+- OWNER: one is in the other's owner chain (distance = OWNER edges between);
+- SIBLING: they share an owner anywhere up their chains (distance = edges
+  through the nearest common owner) or run on the same Node (distance 2);
+- DEPENDENCY: a path of at most ``max_distance`` edges of any type but NODE
+  joins them, walking edges either way (two Pods merely sharing a Node are
+  siblings, not a dependency chain through it);
+- UNRELATED otherwise, and UNKNOWN when either is not in the graph.
+
+Every relation farther than ``max_distance`` counts as unrelated. Answers
+are cached per pair until the graph next changes, since the correlation
+engine asks about the same pairs over and over.
+"""
+
+from __future__ import annotations
+
+from corrmesh.topology.graph import ALL_EDGE_TYPES, NODE, EdgeType, TopologyGraph
+from corrmesh.topology.keys import Key
+from corrmesh.v1 import event_pb2, topology_pb2
+
+DEFAULT_MAX_DISTANCE = 4
+MAX_DISTANCE = 16
+#: Cached answers kept before the cache is dropped and refilled.
+CACHE_LIMIT = 100_000
+
+SAME_RESOURCE = topology_pb2.RELATION_KIND_SAME_RESOURCE
+OWNER_RELATION = topology_pb2.RELATION_KIND_OWNER
+SIBLING = topology_pb2.RELATION_KIND_SIBLING
+DEPENDENCY = topology_pb2.RELATION_KIND_DEPENDENCY
+UNRELATED = topology_pb2.RELATION_KIND_UNRELATED
+UNKNOWN = topology_pb2.RELATION_KIND_UNKNOWN
+
+DEPENDENCY_EDGE_TYPES: tuple[EdgeType, ...] = tuple(t for t in ALL_EDGE_TYPES if t != NODE)
+
+Relation = tuple[int, int]
+
+
+class Relator:
+    """Answers relate() over one graph, caching until the graph changes."""
+
+    def __init__(self, graph: TopologyGraph) -> None:
+        self.graph = graph
+        self._cache: dict[tuple[Key, Key, int], Relation] = {}
+        self._version = graph.version
+
+    def relate(
+        self, a: event_pb2.ResourceRef, b: event_pb2.ResourceRef, max_distance: int
+    ) -> Relation:
+        """(RelationKind, distance) of the resources ``a`` and ``b`` name."""
+        graph = self.graph
+        key_a = graph.resolve(a)
+        key_b = graph.resolve(b)
+        if key_a is None or key_b is None:
+            return (UNKNOWN, 0)
+        if key_a == key_b:
+            return (SAME_RESOURCE, 0)
+        if graph.version != self._version or len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+            self._version = graph.version
+        cache_key = (key_a, key_b, max_distance)
+        answer = self._cache.get(cache_key)
+        if answer is None:
+            answer = relate_keys(graph, key_a, key_b, max_distance)
+            self._cache[cache_key] = answer
+        return answer
+
+
+def relate_keys(graph: TopologyGraph, a: Key, b: Key, max_distance: int) -> Relation:
+    """The relation of two different resources in ``graph`` (uncached)."""
+    owners_a = graph.owners(a)
+    owners_b = graph.owners(b)
+    owner_distances = [d for d in (owners_b.get(a), owners_a.get(b)) if d is not None]
+    if owner_distances and min(owner_distances) <= max_distance:
+        return (OWNER_RELATION, min(owner_distances))
+    sibling = _sibling_distance(graph, a, b, owners_a, owners_b)
+    if sibling is not None and sibling <= max_distance:
+        return (SIBLING, sibling)
+    distance = shortest_distance(graph, a, b, max_distance, DEPENDENCY_EDGE_TYPES)
+    if distance is not None:
+        return (DEPENDENCY, distance)
+    return (UNRELATED, 0)
+
+
+def _sibling_distance(
+    graph: TopologyGraph, a: Key, b: Key, owners_a: dict[Key, int], owners_b: dict[Key, int]
+) -> int | None:
+    candidates = [owners_a[o] + owners_b[o] for o in owners_a.keys() & owners_b.keys()]
+    nodes_a = graph.incoming(a, NODE)
+    if nodes_a and any(node in nodes_a for node in graph.incoming(b, NODE)):
+        candidates.append(2)
+    return min(candidates) if candidates else None
+
+
+def shortest_distance(
+    graph: TopologyGraph, a: Key, b: Key, limit: int, edge_types: tuple[EdgeType, ...]
+) -> int | None:
+    """Edges on the shortest undirected path between ``a`` and ``b``, if ≤ ``limit``.
+
+    Bidirectional breadth-first search that always expands the side whose
+    frontier has fewer edges to follow, so a hub (a ConfigMap mounted by every
+    Pod) is entered from the other side, where it is found and not expanded.
+    """
+    if a == b:
+        return 0
+    degree = graph.degree
+    adjacent = graph.adjacent
+    seen_a = {a: 0}
+    seen_b = {b: 0}
+    frontier_a = [a]
+    frontier_b = [b]
+    cost_a, cost_b = degree(a), degree(b)
+    depth_a = depth_b = 0
+    while frontier_a and frontier_b and depth_a + depth_b < limit:
+        expand_a = cost_a <= cost_b
+        frontier, seen, other = (
+            (frontier_a, seen_a, seen_b) if expand_a else (frontier_b, seen_b, seen_a)
+        )
+        depth = (depth_a if expand_a else depth_b) + 1
+        next_frontier: list[Key] = []
+        cost = 0
+        for current in frontier:
+            for neighbour in adjacent(current, edge_types):
+                if neighbour in seen:
+                    continue
+                if neighbour in other:
+                    # Every node the other side has seen so far is at most its
+                    # depth away, and no earlier level met it, so this is shortest.
+                    return depth + other[neighbour]
+                seen[neighbour] = depth
+                next_frontier.append(neighbour)
+                cost += degree(neighbour)
+        if expand_a:
+            frontier_a, depth_a, cost_a = next_frontier, depth, cost
+        else:
+            frontier_b, depth_b, cost_b = next_frontier, depth, cost
+    return None

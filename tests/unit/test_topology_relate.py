@@ -1,0 +1,84 @@
+"""relate(): each RelationKind, the distance bound, and the cache following changes."""
+
+from __future__ import annotations
+
+from corrmesh.topology.relate import Relator, shortest_distance
+from corrmesh.v1 import event_pb2, topology_pb2
+from tests.support.topology_cluster import SELECTOR, build_cluster, kref, uid_of
+
+R = topology_pb2.RelationKind
+
+
+def relate(relator: Relator, a: str, b: str, max_distance: int = 4) -> tuple[str, int]:
+    kind, distance = relator.relate(ref(a), ref(b), max_distance)
+    return R.Name(kind).removeprefix("RELATION_KIND_"), distance  # type: ignore[arg-type]
+
+
+def ref(text: str) -> event_pb2.ResourceRef:
+    kind, name = text.split("/")
+    return kref(kind, name, "" if kind == "Node" else "shop")
+
+
+def test_each_relation_kind() -> None:
+    graph, _keys = build_cluster()
+    relator = Relator(graph)
+    by_uid = event_pb2.ResourceRef(uid=uid_of("Pod", "web-1"))
+    assert relator.relate(by_uid, ref("Pod/web-1"), 4) == (
+        R.Value("RELATION_KIND_SAME_RESOURCE"),
+        0,
+    )
+    assert relate(relator, "Pod/web-1", "ReplicaSet/web-abc") == ("OWNER", 1)
+    assert relate(relator, "Deployment/web", "Pod/web-2") == ("OWNER", 2)
+    # Same ReplicaSet (and same node): siblings.
+    assert relate(relator, "Pod/web-1", "Pod/web-2") == ("SIBLING", 2)
+    # Only the node in common.
+    assert relate(relator, "Pod/mysql-0", "Pod/cache-0") == ("SIBLING", 2)
+    assert relate(relator, "ReplicaSet/web-abc", "ReplicaSet/web-abc") == ("SAME_RESOURCE", 0)
+    assert relate(relator, "Service/frontend", "Pod/web-1") == ("DEPENDENCY", 2)
+    assert relate(relator, "Service/api", "Pod/mysql-0") == ("DEPENDENCY", 3)
+    assert relate(relator, "ConfigMap/web-config", "Service/web") == ("DEPENDENCY", 2)
+    assert relate(relator, "Pod/batch-1", "Pod/web-1") == ("UNRELATED", 0)
+    assert relate(relator, "Pod/web-1", "Pod/nowhere") == ("UNKNOWN", 0)
+    assert relate(relator, "Pod/nowhere", "Pod/nowhere") == ("UNKNOWN", 0)
+
+
+def test_sharing_a_node_is_not_a_dependency_path() -> None:
+    graph, _keys = build_cluster()
+    relator = Relator(graph)
+    # cache-0 -NODE- worker-1 -NODE- mysql-0 <-SELECTOR- Service mysql
+    assert relate(relator, "Pod/cache-0", "Service/mysql") == ("UNRELATED", 0)
+
+
+def test_cousins_share_an_owner_further_up() -> None:
+    graph, keys = build_cluster()
+    old = graph.upsert_resource(topology_pb2.Resource(ref=kref("ReplicaSet", "web-old")))
+    graph.add_edge(keys["Deployment/web"], old, topology_pb2.EDGE_TYPE_OWNER)
+    relator = Relator(graph)
+    assert relate(relator, "ReplicaSet/web-old", "Pod/web-1") == ("SIBLING", 3)
+
+
+def test_relations_farther_than_max_distance_are_unrelated() -> None:
+    graph, _keys = build_cluster()
+    relator = Relator(graph)
+    assert relate(relator, "Service/frontend", "Pod/mysql-0", 4) == ("DEPENDENCY", 4)
+    assert relate(relator, "Service/frontend", "Pod/mysql-0", 3) == ("UNRELATED", 0)
+    assert relate(relator, "Deployment/web", "Pod/web-2", 1) == ("UNRELATED", 0)
+
+
+def test_cached_answers_follow_graph_changes() -> None:
+    graph, keys = build_cluster()
+    relator = Relator(graph)
+    assert relate(relator, "Pod/batch-1", "Service/frontend") == ("UNRELATED", 0)
+    graph.add_edge(keys["Service/web"], keys["Pod/batch-1"], SELECTOR)
+    assert relate(relator, "Pod/batch-1", "Service/frontend") == ("DEPENDENCY", 2)
+    graph.delete_resource(keys["Pod/batch-1"])
+    assert relate(relator, "Pod/batch-1", "Service/frontend") == ("UNKNOWN", 0)
+
+
+def test_bidirectional_search_finds_the_shortest_distance() -> None:
+    graph, keys = build_cluster()
+    types = tuple(topology_pb2.EdgeType.values())[1:]
+    frontend, pvc = keys["Service/frontend"], keys["PersistentVolumeClaim/data-mysql-0"]
+    assert shortest_distance(graph, frontend, pvc, 10, types) == 5
+    assert shortest_distance(graph, pvc, frontend, 10, types) == 5
+    assert shortest_distance(graph, frontend, pvc, 4, types) is None
