@@ -1,0 +1,3 @@
+from corrmesh.ingest.server import main
+
+main()

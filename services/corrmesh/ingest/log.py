@@ -1,0 +1,222 @@
+"""The durable, ordered event log.
+
+Appends assign sequences explicitly: inside one transaction, under the writer
+lock, the next sequence is the current maximum plus one. The lock is held
+until the commit, so sequences are strictly increasing, gap-free, and become
+visible in order (a reader that sees sequence n also sees everything below n).
+In one process an asyncio lock serialises appends; on PostgreSQL a
+transaction-scoped advisory lock does the same across Ingest replicas.
+
+Blocking database work runs in worker threads; the ``async`` methods are what
+the server calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, text
+
+from corrmesh.ingest.models import Base, EventRecord
+from corrmesh.runtime.db import is_postgresql, migrate
+from corrmesh.runtime.streams import Batch
+from corrmesh.v1 import event_pb2
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version_ingest"
+
+#: One advisory lock per schema, so tests (and tenants) in separate schemas of
+#: one database do not serialise on each other.
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))")
+#: Ids per "event_id IN (...)" lookup; far below SQLite's variable limit.
+_LOOKUP_CHUNK = 500
+#: Most sequences one Subscribe read examines, so a filter that matches
+#: little never turns one read into a scan of the whole log.
+SCAN_WINDOW = 50_000
+
+_table = Base.metadata.tables[EventRecord.__tablename__]
+_c = EventRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where one event of an append ended up."""
+
+    sequence: int
+    event_id: str
+    correlation_id: str
+    #: The event_id was already in the log; nothing new was stored.
+    duplicate: bool
+
+
+class LogBatch(Batch[event_pb2.Event]):
+    """A Subscribe read: matching events, how far it looked, and the head it saw."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, items: Sequence[event_pb2.Event], through: int, head: int) -> None:
+        super().__init__(items, through)
+        self.head = head
+
+
+def _row(event: event_pb2.Event, sequence: int, ingested_at: datetime) -> dict[str, object]:
+    resource = event.resource
+    return {
+        "sequence": sequence,
+        "event_id": event.event_id,
+        "correlation_id": event.correlation_id,
+        "domain": int(event.domain),
+        "source": event.source,
+        "severity": int(event.severity),
+        "cluster": resource.cluster,
+        "namespace": resource.namespace,
+        "type": event.type,
+        "occurred_at": event.occurred_at.ToDatetime(tzinfo=UTC),
+        "ingested_at": ingested_at,
+        "payload": event.SerializeToString(),
+    }
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class EventLog:
+    """Appends to and reads from the ``events`` table behind ``engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._postgresql = is_postgresql(engine)
+        self._write_lock = asyncio.Lock()
+        #: Newest sequence this process knows to be committed.
+        self.head = 0
+
+    async def open(self) -> None:
+        """Migrates the schema to head and reads the current head sequence."""
+        await asyncio.to_thread(migrate, self.engine, MIGRATIONS_DIR, VERSION_TABLE)
+        self.head = await asyncio.to_thread(self.read_head)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing ---------------------------------------------------------
+
+    async def append(self, batches: Sequence[Sequence[event_pb2.Event]]) -> list[list[Appended]]:
+        """Appends every event of ``batches`` in one transaction; one result list per batch.
+
+        Events whose event_id is already in the log (or earlier in this call)
+        are not stored again: their result is the first occurrence's. Stored
+        events get ``sequence`` and ``ingested_at`` set in place before they are
+        serialized. Returns after the commit.
+        """
+        async with self._write_lock:
+            results, head = await asyncio.to_thread(self._append_sync, batches)
+        self.head = max(self.head, head)
+        return results
+
+    def _append_sync(
+        self, batches: Sequence[Sequence[event_pb2.Event]]
+    ) -> tuple[list[list[Appended]], int]:
+        with self.engine.begin() as connection:
+            if self._postgresql:
+                connection.execute(_ADVISORY_LOCK)
+            head = connection.scalar(select(func.coalesce(func.max(_c.sequence), 0))) or 0
+            # Read the clock under the lock, so ingested_at follows log order.
+            ingested_at = datetime.now(UTC)
+            known = self._existing(
+                connection, list({e.event_id for batch in batches for e in batch})
+            )
+            rows: list[dict[str, object]] = []
+            results: list[list[Appended]] = []
+            for batch in batches:
+                out: list[Appended] = []
+                for event in batch:
+                    first = known.get(event.event_id)
+                    if first is not None:
+                        out.append(Appended(first[0], event.event_id, first[1], True))
+                        continue
+                    head += 1
+                    event.sequence = head
+                    event.ingested_at.FromDatetime(ingested_at)
+                    rows.append(_row(event, head, ingested_at))
+                    known[event.event_id] = (head, event.correlation_id)
+                    out.append(Appended(head, event.event_id, event.correlation_id, False))
+                results.append(out)
+            if rows:
+                connection.execute(insert(_table), rows)
+        return results, head
+
+    @staticmethod
+    def _existing(connection: Connection, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for chunk in _chunks(event_ids, _LOOKUP_CHUNK):
+            query = select(_c.event_id, _c.sequence, _c.correlation_id).where(
+                _c.event_id.in_(chunk)
+            )
+            for event_id, sequence, correlation_id in connection.execute(query):
+                found[event_id] = (sequence, correlation_id)
+        return found
+
+    # -- reading ---------------------------------------------------------
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        with self.engine.connect() as connection:
+            return connection.scalar(text("SELECT 1")) == 1
+
+    def read_head(self) -> int:
+        """The newest committed sequence (0 for an empty log)."""
+        with self.engine.connect() as connection:
+            return int(connection.scalar(select(func.coalesce(func.max(_c.sequence), 0))) or 0)
+
+    def read_after(
+        self, after: int, limit: int, conditions: Sequence[ColumnElement[bool]] = ()
+    ) -> LogBatch:
+        """Up to ``limit`` matching events with sequence > ``after``, in order.
+
+        ``through`` is the highest sequence examined, matched or not: the last
+        match of a full batch, otherwise the end of the examined range.
+        """
+        with self.engine.connect() as connection:
+            head = int(connection.scalar(select(func.coalesce(func.max(_c.sequence), 0))) or 0)
+            # Everything up to the head we just read is committed (sequences
+            # become visible in order), so bounding by it makes the read exact.
+            end = min(head, after + SCAN_WINDOW)
+            if end <= after:
+                return LogBatch([], after, head)
+            query = (
+                select(_c.sequence, _c.payload)
+                .where(_c.sequence > after, _c.sequence <= end, *conditions)
+                .order_by(_c.sequence)
+                .limit(limit)
+            )
+            rows = connection.execute(query).all()
+        events = [event_pb2.Event.FromString(payload) for _, payload in rows]
+        through = rows[-1][0] if len(rows) == limit else end
+        return LogBatch(events, through, head)
+
+    def get(self, event_id: str) -> event_pb2.Event | None:
+        """The stored event with ``event_id``, or None."""
+        with self.engine.connect() as connection:
+            payload = connection.scalar(select(_c.payload).where(_c.event_id == event_id))
+        return None if payload is None else event_pb2.Event.FromString(payload)
+
+    def list_page(
+        self, after: int, limit: int, conditions: Sequence[ColumnElement[bool]] = ()
+    ) -> tuple[list[event_pb2.Event], bool]:
+        """Up to ``limit`` matching events after sequence ``after``; True when more follow."""
+        query = (
+            select(_c.payload)
+            .where(_c.sequence > after, *conditions)
+            .order_by(_c.sequence)
+            .limit(limit + 1)
+        )
+        with self.engine.connect() as connection:
+            payloads = connection.scalars(query).all()
+        events = [event_pb2.Event.FromString(p) for p in payloads[:limit]]
+        return events, len(payloads) > limit
