@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import timestamp_pb2
 from rich.console import Console
-from rich.table import Table
+from rich.tree import Tree
 
 from corrmesh.v1 import (
     correlation_pb2,
@@ -203,17 +203,24 @@ async def run_scenario(
 
 
 def print_groups(groups: list[correlation_pb2.Group], console: Console) -> None:
-    """One table row per group, with the reasons its members were joined."""
-    table = Table(title="correlation groups", show_lines=True)
-    for column in ("group", "status", "title", "members", "why"):
-        table.add_column(column)
+    """Each group as a tree: its events in event-time order, then why they were joined."""
     for group in groups:
         status = correlation_pb2.GroupStatus.Name(group.status).removeprefix("GROUP_STATUS_")
-        members = "\n".join(m.title[:60] for m in group.members)
-        reasons = "\n".join(sorted({edge.reason for edge in group.edges}))
-        table.add_row(group.group_id[:8], status, group.title, members, reasons)
-    console.print(table)
-    alone = len(SCENARIO) - sum(len(g.members) for g in groups)
+        tree = Tree(f"[bold]{group.title}[/bold]  [dim]{status}, group {group.group_id[:8]}[/dim]")
+        members = sorted(group.members, key=lambda m: m.occurred_at.ToNanoseconds())
+        first = members[0].occurred_at.ToNanoseconds() if members else 0
+        labels = {m.event_id: f"#{i + 1}" for i, m in enumerate(members)}
+        events = tree.add("events")
+        for member in members:
+            offset = (member.occurred_at.ToNanoseconds() - first) / 1e9
+            events.add(f"{labels[member.event_id]} +{offset:.0f}s  {member.title}")
+        why = tree.add("why")
+        for edge in group.edges:
+            pair = f"{labels.get(edge.from_event_id, '?')} - {labels.get(edge.to_event_id, '?')}"
+            why.add(f"{pair}: {edge.reason} (score {edge.score:.2f})")
+        console.print(tree)
+    grouped = sum(len(g.members) for g in groups)
     console.print(
-        f"{len(SCENARIO)} events became {len(groups)} groups; {alone} stayed on their own."
+        f"{len(SCENARIO)} events -> {len(groups)} group(s) holding {grouped} events; "
+        f"{len(SCENARIO) - grouped} on their own."
     )

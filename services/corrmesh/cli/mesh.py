@@ -94,6 +94,9 @@ class Mesh:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own session: Ctrl-C reaches `corrmesh up` only, which then stops
+            # the services in order instead of all at once.
+            start_new_session=True,
         )
         log_file.close()
         entry = MeshProcess(service, self.ports[service], process, log_path)

@@ -174,4 +174,7 @@ def run(app_factory: type[ServiceApp], settings: Settings) -> None:
     try:
         asyncio.run(serve(app_factory(settings)))
     finally:
+        # A second signal while spans flush must not cut the flush short.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         shutdown_tracing()

@@ -1,0 +1,3 @@
+from corrmesh.correlation.server import main
+
+main()

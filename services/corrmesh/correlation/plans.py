@@ -1,0 +1,62 @@
+"""What the engine hands out and takes back: plans, changes, restored state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from corrmesh.correlation.groups import Edge, GroupState
+from corrmesh.correlation.window import EventInfo
+from corrmesh.v1 import correlation_pb2, event_pb2
+
+#: Two resource keys, smaller first: relations are symmetric.
+ResourcePair = tuple[str, str]
+PairRefs = dict[ResourcePair, tuple[event_pb2.ResourceRef, event_pb2.ResourceRef]]
+
+
+def pair_key(a: str, b: str) -> ResourcePair:
+    return (a, b) if a <= b else (b, a)
+
+
+@dataclass(slots=True)
+class Plan:
+    """One event, prepared: its candidates and the Topology pairs they need."""
+
+    event: EventInfo
+    candidates: list[EventInfo]
+    pairs: PairRefs
+    late: bool = False
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class Restored:
+    """Engine state read back from the store."""
+
+    newest_us: int | None = None
+    next_sequence: int = 1
+    events_in: int = 0
+    groups_created: int = 0
+    groups: list[GroupState] = field(default_factory=list)
+    loners: list[EventInfo] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Changes:
+    """What changed since the last commit: exactly what the store must write."""
+
+    new_groups: list[GroupState]
+    changed_groups: list[GroupState]
+    new_members: list[EventInfo]
+    #: (group id, edge) for edges made since the last commit.
+    new_edges: list[tuple[str, Edge]]
+    #: Stored groups folded into another: old id -> id of the group they are now in.
+    absorbed: dict[str, str]
+    lone_added: list[EventInfo]
+    lone_removed: list[str]
+    #: Stored lone events older than this left the window.
+    horizon_us: int | None
+    updates: list[correlation_pb2.GroupUpdate]
+    newest_us: int | None
+    watermark_us: int | None
+    events_in: int
+    groups_created: int

@@ -1,0 +1,124 @@
+"""The Correlation server process: ``python -m corrmesh.correlation``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from corrmesh.correlation.config import default_config
+from corrmesh.correlation.consumer import Consumer
+from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.latency import LatencyReservoir
+from corrmesh.correlation.queries import GroupQueries
+from corrmesh.correlation.relations import TopologyRelations
+from corrmesh.correlation.servicer import CorrelationServicer
+from corrmesh.correlation.store import CorrelationStore
+from corrmesh.runtime.clients import open_channel
+from corrmesh.runtime.server import ServiceApp, run
+from corrmesh.runtime.settings import Settings, load_settings
+from corrmesh.runtime.streams import HeadNotifier
+from corrmesh.v1 import correlation_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+PEER_HEALTH_TIMEOUT_SECONDS = 1.0
+
+
+class CorrelationApp(ServiceApp):
+    """Correlation's part of the server: the engine, its consumer, store and RPCs."""
+
+    service_names = ("corrmesh.v1.CorrelationService",)
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.store = CorrelationStore(settings.effective_database_url)
+        self.queries = GroupQueries(self.store.sessions)
+        self.notifier = HeadNotifier()
+        self.latency = LatencyReservoir()
+        self.engine = CorrelationEngine(default_config())
+        self.consumer: Consumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._channels: list[grpc.aio.Channel] = []
+        self._health: dict[str, health_pb2_grpc.HealthStub] = {}
+
+    def register(self, server: grpc.aio.Server) -> None:
+        servicer = CorrelationServicer(
+            self.engine, self.store, self.queries, self.notifier, self.latency, self.stopping
+        )
+        correlation_pb2_grpc.add_CorrelationServiceServicer_to_server(servicer, server)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.migrate)
+        config = await asyncio.to_thread(self.store.load_config)
+        if config is None:
+            config = default_config()
+            await asyncio.to_thread(self.store.save_config, config)
+        self.engine.set_config(config)
+        settings = self.settings
+        ingest = open_channel(settings.ingest_address, settings)
+        topology = open_channel(settings.topology_address, settings)
+        self._channels = [ingest, topology]
+        for name, address in (
+            ("ingest", settings.ingest_address),
+            ("topology", settings.topology_address),
+        ):
+            # Untraced: a health probe every second is noise in a trace backend.
+            channel = open_channel(address, settings, traced=False)
+            self._channels.append(channel)
+            self._health[name] = health_pb2_grpc.HealthStub(channel)
+        self.consumer = Consumer(
+            self.engine,
+            self.store,
+            ingest,
+            TopologyRelations(topology),
+            self.notifier,
+            self.latency,
+        )
+        await self.consumer.recover()
+        self._task = asyncio.create_task(self.consumer.run(), name="correlation-consumer")
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            self.consumer.stop()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, self.settings.grace_seconds)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        for channel in self._channels:
+            await channel.close()
+        self.store.close()
+
+    async def _peer_serving(self, name: str) -> bool:
+        try:
+            response = await self._health[name].Check(
+                health_pb2.HealthCheckRequest(service=""),
+                timeout=PEER_HEALTH_TIMEOUT_SECONDS,
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def ready(self) -> bool:
+        """Serving when the store answers and Ingest and Topology report SERVING."""
+        if not self._health:
+            return False
+        try:
+            await asyncio.to_thread(self.store.ping)
+        except Exception:
+            return False
+        ingest, topology = await asyncio.gather(
+            self._peer_serving("ingest"), self._peer_serving("topology")
+        )
+        return ingest and topology
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m corrmesh.correlation``."""
+    run(CorrelationApp, load_settings("correlation", argv))

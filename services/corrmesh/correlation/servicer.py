@@ -1,0 +1,268 @@
+"""CorrelationService's RPCs.
+
+Reads come from the store (committed state only). WatchGroups serves the
+durable update log through :func:`corrmesh.runtime.streams.follow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import duration_pb2
+
+from corrmesh.correlation.config import apply_update
+from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.latency import LatencyReservoir
+from corrmesh.correlation.queries import GroupFilter, GroupQueries
+from corrmesh.correlation.store import CorrelationStore
+from corrmesh.runtime import paging
+from corrmesh.runtime.errors import FieldViolations, abort_invalid, abort_not_found
+from corrmesh.runtime.streams import HeadNotifier, clamp_batch, follow
+from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+#: What each RPC not built yet will do, for the UNIMPLEMENTED message.
+_LATER = {
+    "CorrelateEvents": "manual correlation",
+    "LinkCorrelations": "correlation-id links",
+    "ListRelated": "correlation-id links",
+    "ResolveGroup": "the group lifecycle",
+    "MergeGroups": "manual merges",
+    "SplitGroup": "manual splits",
+    "SubmitFeedback": "feedback and weight learning",
+    "ExplainGroup": "explanations and root cause",
+    "GetTimeline": "timelines",
+    "AnalyzePerformance": "performance analysis",
+}
+
+
+def _check_enums(
+    values: Iterable[int], enum: Any, path: str, violations: FieldViolations
+) -> frozenset[int]:
+    known = set(enum.values())
+    for index, value in enumerate(values):
+        if value == 0 or value not in known:
+            violations.add(f"{path}[{index}]", f"must be a known {enum.DESCRIPTOR.name} value")
+    return frozenset(values)
+
+
+def _filter(request: Any, violations: FieldViolations, with_types: bool) -> GroupFilter:
+    statuses = _check_enums(request.statuses, correlation_pb2.GroupStatus, "statuses", violations)
+    domains = _check_enums(request.domains, event_pb2.Domain, "domains", violations)
+    if request.min_severity not in event_pb2.Severity.values():
+        violations.add("min_severity", "must be a known Severity value")
+    types = (
+        _check_enums(request.types, correlation_pb2.GroupType, "types", violations)
+        if with_types
+        else frozenset()
+    )
+    return GroupFilter(statuses, domains, request.min_severity, types)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
+    """The RPCs over the engine, its store and its update log."""
+
+    def __init__(
+        self,
+        engine: CorrelationEngine,
+        store: CorrelationStore,
+        queries: GroupQueries,
+        notifier: HeadNotifier,
+        latency: LatencyReservoir,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.queries = queries
+        self.notifier = notifier
+        self.latency = latency
+        self.stopping = stopping
+        self._config_lock = asyncio.Lock()
+
+    async def GetGroup(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.GetGroupRequest, context: Context
+    ) -> correlation_pb2.GetGroupResponse:
+        if not request.group_id:
+            await abort_invalid(context, [("group_id", "is required")])
+        group = await asyncio.to_thread(self.queries.get_group, request.group_id)
+        if group is None:
+            await abort_not_found(context, "group", request.group_id)
+        return correlation_pb2.GetGroupResponse(group=group)
+
+    async def GetGroupForEvent(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.GetGroupForEventRequest, context: Context
+    ) -> correlation_pb2.GetGroupForEventResponse:
+        if not request.event_id:
+            await abort_invalid(context, [("event_id", "is required")])
+        group = await asyncio.to_thread(self.queries.group_for_event, request.event_id)
+        if group is None:
+            await abort_not_found(context, "group for event", request.event_id)
+        return correlation_pb2.GetGroupForEventResponse(group=group)
+
+    async def ListGroups(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.ListGroupsRequest, context: Context
+    ) -> correlation_pb2.ListGroupsResponse:
+        violations = FieldViolations()
+        wanted = _filter(request, violations, with_types=True)
+        size = paging.page_size(request.page_size, violations)
+        fingerprint = paging.filter_fingerprint(
+            sorted(wanted.statuses),
+            sorted(wanted.domains),
+            wanted.min_severity,
+            sorted(wanted.types),
+        )
+        position = paging.decode_page_token(request.page_token, fingerprint, violations)
+        if position is not None and not isinstance(position, int):
+            violations.add("page_token", "not a token this service issued")
+        if violations:
+            await abort_invalid(context, violations)
+        groups, next_position = await asyncio.to_thread(
+            self.queries.list_groups, wanted, int(position or 0), size
+        )
+        token = ""
+        if next_position is not None:
+            token = paging.encode_page_token(next_position, fingerprint)
+        return correlation_pb2.ListGroupsResponse(groups=groups, next_page_token=token)
+
+    async def WatchGroups(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.WatchGroupsRequest, context: Context
+    ) -> AsyncIterator[correlation_pb2.WatchGroupsResponse]:
+        """Group updates after ``after_sequence``, then live ones, until shutdown.
+
+        Every subscriber reads the durable update log from the database at its
+        own pace: the engine only appends and announces the new head, and
+        holds no per-subscriber buffer. A slow subscriber therefore cannot
+        stall the engine or the other subscribers; it falls behind and catches
+        up from the log (and may resume from its last ``through_sequence``
+        after a disconnect).
+        """
+        violations = FieldViolations()
+        wanted = _filter(request, violations, with_types=False)
+        if request.after_sequence < 0:
+            violations.add("after_sequence", "must not be negative")
+        if request.max_batch_size < 0:
+            violations.add("max_batch_size", "must not be negative")
+        if violations:
+            await abort_invalid(context, violations)
+
+        async def read_after(after: int, limit: int) -> Any:
+            return await asyncio.to_thread(self.queries.read_updates, after, limit, wanted)
+
+        async for batch in follow(
+            read_after,
+            request.after_sequence,
+            self.notifier,
+            self.stopping,
+            clamp_batch(request.max_batch_size),
+        ):
+            yield correlation_pb2.WatchGroupsResponse(
+                updates=batch.items, through_sequence=batch.through
+            )
+
+    async def GetStats(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.GetStatsRequest, context: Context
+    ) -> correlation_pb2.GetStatsResponse:
+        """Committed counters; noise_reduction = 1 - (groups + lone events) / events in."""
+        counters = await asyncio.to_thread(self.queries.counters)
+        shown = counters.groups + (counters.events_in - counters.grouped_events)
+        noise = 1.0 - shown / counters.events_in if counters.events_in else 0.0
+        return correlation_pb2.GetStatsResponse(
+            events_in=counters.events_in,
+            groups_created=counters.groups_created,
+            active_groups=counters.active_groups,
+            noise_reduction=max(0.0, noise),
+            matches=[
+                correlation_pb2.StrategyMatches(strategy=name, matches=count)
+                for name, count in sorted(counters.matches.items())
+            ],
+            analyze_latency_p50=_duration(self.latency.percentile(0.5)),
+            analyze_latency_p90=_duration(self.latency.percentile(0.9)),
+            analyze_latency_p99=_duration(self.latency.percentile(0.99)),
+            consumer_sequence=counters.consumer_sequence,
+        )
+
+    async def GetConfig(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.GetConfigRequest, context: Context
+    ) -> correlation_pb2.GetConfigResponse:
+        return correlation_pb2.GetConfigResponse(config=self.engine.config)
+
+    async def UpdateConfig(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.UpdateConfigRequest, context: Context
+    ) -> correlation_pb2.UpdateConfigResponse:
+        async with self._config_lock:
+            violations = FieldViolations()
+            updated = apply_update(self.engine.config, request, violations)
+            if violations:
+                await abort_invalid(context, violations)
+            await asyncio.to_thread(self.store.save_config, updated)
+            self.engine.set_config(updated)
+        return correlation_pb2.UpdateConfigResponse(config=updated)
+
+    # -- not built yet: the full engine (groups lifecycle, manual edits, analysis) --
+
+    async def _not_yet(self, name: str, context: Context) -> NoReturn:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{name} is not implemented yet: {_LATER[name]} comes with the full correlation engine",
+        )
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    async def CorrelateEvents(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.CorrelateEventsRequest, context: Context
+    ) -> correlation_pb2.CorrelateEventsResponse:
+        await self._not_yet("CorrelateEvents", context)
+
+    async def LinkCorrelations(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.LinkCorrelationsRequest, context: Context
+    ) -> correlation_pb2.LinkCorrelationsResponse:
+        await self._not_yet("LinkCorrelations", context)
+
+    async def ListRelated(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.ListRelatedRequest, context: Context
+    ) -> correlation_pb2.ListRelatedResponse:
+        await self._not_yet("ListRelated", context)
+
+    async def ResolveGroup(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.ResolveGroupRequest, context: Context
+    ) -> correlation_pb2.ResolveGroupResponse:
+        await self._not_yet("ResolveGroup", context)
+
+    async def MergeGroups(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.MergeGroupsRequest, context: Context
+    ) -> correlation_pb2.MergeGroupsResponse:
+        await self._not_yet("MergeGroups", context)
+
+    async def SplitGroup(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.SplitGroupRequest, context: Context
+    ) -> correlation_pb2.SplitGroupResponse:
+        await self._not_yet("SplitGroup", context)
+
+    async def SubmitFeedback(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.SubmitFeedbackRequest, context: Context
+    ) -> correlation_pb2.SubmitFeedbackResponse:
+        await self._not_yet("SubmitFeedback", context)
+
+    async def ExplainGroup(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.ExplainGroupRequest, context: Context
+    ) -> correlation_pb2.ExplainGroupResponse:
+        await self._not_yet("ExplainGroup", context)
+
+    async def GetTimeline(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.GetTimelineRequest, context: Context
+    ) -> correlation_pb2.GetTimelineResponse:
+        await self._not_yet("GetTimeline", context)
+
+    async def AnalyzePerformance(  # noqa: N802 (gRPC method name)
+        self, request: correlation_pb2.AnalyzePerformanceRequest, context: Context
+    ) -> correlation_pb2.AnalyzePerformanceResponse:
+        await self._not_yet("AnalyzePerformance", context)

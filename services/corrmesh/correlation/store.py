@@ -1,0 +1,204 @@
+"""Correlation's database: the one-transaction batch commit, state reload, config.
+
+:meth:`CorrelationStore.commit_batch` is the durability point of the whole
+service: the groups, members, edges and lone events a batch changed, the
+updates it emitted and the Ingest offset it reached are written together or
+not at all. After a crash the store therefore describes exactly the events up
+to the stored offset, and the consumer resumes from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from corrmesh.correlation.groups import datetime_us, micros_of
+from corrmesh.correlation.models import (
+    ConsumerOffsetRow,
+    CorrelationConfigRow,
+    EdgeRow,
+    GroupMemberRow,
+    GroupRow,
+    GroupUpdateRow,
+    LoneEventRow,
+)
+from corrmesh.correlation.plans import Changes, Restored
+from corrmesh.correlation.rows import (
+    chunks,
+    edge_values,
+    event_of,
+    event_values,
+    group_values,
+    load_groups,
+)
+from corrmesh.runtime.db import create_db_engine, migrate, session_factory
+from corrmesh.v1 import correlation_pb2
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_correlation"
+#: The one consumer of Ingest's log today; partitions will add more names.
+CONSUMER = "ingest"
+_CONFIG_ROW = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """How far the consumer got: the next Subscribe starts after ``sequence``."""
+
+    sequence: int = 0
+    watermark_us: int | None = None
+
+
+class CorrelationStore:
+    """Owns the engine's tables; every method is blocking (call via to_thread)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_db_engine(url)
+        self.sessions = session_factory(self.engine)
+
+    def migrate(self) -> None:
+        migrate(self.engine, MIGRATIONS, VERSION_TABLE)
+
+    def ping(self) -> bool:
+        with self.engine.connect() as connection:
+            connection.execute(text("select 1"))
+        return True
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- configuration --------------------------------------------------------------
+
+    def load_config(self) -> correlation_pb2.CorrelationConfig | None:
+        with self.sessions() as session:
+            row = session.get(CorrelationConfigRow, _CONFIG_ROW)
+            if row is None:
+                return None
+            return correlation_pb2.CorrelationConfig.FromString(row.payload)
+
+    def save_config(self, config: correlation_pb2.CorrelationConfig) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(CorrelationConfigRow, _CONFIG_ROW)
+            payload = config.SerializeToString()
+            now = datetime.now(UTC)
+            if row is None:
+                session.add(CorrelationConfigRow(id=_CONFIG_ROW, payload=payload, updated_at=now))
+            else:
+                row.payload = payload
+                row.updated_at = now
+
+    # -- engine state ----------------------------------------------------------------
+
+    def offset(self) -> Offset:
+        with self.sessions() as session:
+            row = session.get(ConsumerOffsetRow, CONSUMER)
+            if row is None:
+                return Offset()
+            watermark = None if row.watermark is None else micros_of(row.watermark)
+            return Offset(row.sequence, watermark)
+
+    def load_state(self, window_us: int, lateness_us: int) -> tuple[int, Restored]:
+        """The committed offset and the engine state inside the window at that point."""
+        with self.sessions() as session:
+            last = session.scalar(select(func.max(GroupUpdateRow.sequence))) or 0
+            row = session.get(ConsumerOffsetRow, CONSUMER)
+            if row is None or row.newest_event_at is None:
+                offset = 0 if row is None else row.sequence
+                return offset, Restored(next_sequence=last + 1)
+            newest_us = micros_of(row.newest_event_at)
+            horizon = datetime_us(newest_us - lateness_us - window_us)
+            live = session.scalars(
+                select(GroupMemberRow.group_id)
+                .where(GroupMemberRow.occurred_at >= horizon)
+                .distinct()
+            ).all()
+            loners = session.scalars(
+                select(LoneEventRow)
+                .where(LoneEventRow.occurred_at >= horizon)
+                .order_by(LoneEventRow.sequence)
+            ).all()
+            return row.sequence, Restored(
+                newest_us=newest_us,
+                next_sequence=last + 1,
+                events_in=row.events_in,
+                groups_created=row.groups_created,
+                groups=load_groups(session, live),
+                loners=[event_of(r) for r in loners],
+            )
+
+    def commit_batch(self, changes: Changes, through_sequence: int) -> None:
+        """Writes one batch's changes and the offset ``through_sequence`` atomically."""
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            if changes.new_groups:
+                session.execute(insert(GroupRow), [group_values(g) for g in changes.new_groups])
+            if changes.changed_groups:
+                session.execute(update(GroupRow), [group_values(g) for g in changes.changed_groups])
+            for old, into in changes.absorbed.items():
+                session.execute(
+                    update(GroupMemberRow)
+                    .where(GroupMemberRow.group_id == old)
+                    .values(group_id=into)
+                )
+                session.execute(
+                    update(EdgeRow).where(EdgeRow.group_id == old).values(group_id=into)
+                )
+                session.execute(delete(GroupRow).where(GroupRow.group_id == old))
+            if changes.new_members:
+                session.execute(
+                    insert(GroupMemberRow),
+                    [{**event_values(m), "group_id": m.group_id} for m in changes.new_members],
+                )
+            for part in chunks(changes.lone_removed):
+                session.execute(delete(LoneEventRow).where(LoneEventRow.event_id.in_(part)))
+            if changes.horizon_us is not None:
+                session.execute(
+                    delete(LoneEventRow).where(
+                        LoneEventRow.occurred_at < datetime_us(changes.horizon_us)
+                    )
+                )
+            if changes.lone_added:
+                session.execute(insert(LoneEventRow), [event_values(e) for e in changes.lone_added])
+            if changes.new_edges:
+                session.execute(insert(EdgeRow), [edge_values(g, e) for g, e in changes.new_edges])
+            if changes.updates:
+                session.execute(
+                    insert(GroupUpdateRow),
+                    [
+                        {
+                            "sequence": u.sequence,
+                            "group_id": u.group.group_id,
+                            "type": u.type,
+                            "status": u.group.status,
+                            "domain": u.group.domain,
+                            "severity": u.group.severity,
+                            "payload": u.SerializeToString(),
+                        }
+                        for u in changes.updates
+                    ],
+                )
+            self._store_offset(session, changes, through_sequence, now)
+
+    @staticmethod
+    def _store_offset(
+        session: Session, changes: Changes, through_sequence: int, now: datetime
+    ) -> None:
+        watermark, newest = changes.watermark_us, changes.newest_us
+        values = {
+            "sequence": through_sequence,
+            "watermark": None if watermark is None else datetime_us(watermark),
+            "newest_event_at": None if newest is None else datetime_us(newest),
+            "events_in": changes.events_in,
+            "groups_created": changes.groups_created,
+            "updated_at": now,
+        }
+        row = session.get(ConsumerOffsetRow, CONSUMER)
+        if row is None:
+            session.add(ConsumerOffsetRow(consumer=CONSUMER, **values))
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)

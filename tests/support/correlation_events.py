@@ -1,0 +1,105 @@
+"""Events and an engine for Correlation tests."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+
+from corrmesh.correlation.config import default_config
+from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.strategies import Relation
+from corrmesh.v1 import correlation_pb2, event_pb2
+
+BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def pod(name: str, namespace: str = "shop", cluster: str = "prod-eu") -> event_pb2.ResourceRef:
+    return event_pb2.ResourceRef(cluster=cluster, kind="Pod", namespace=namespace, name=name)
+
+
+def deployment(
+    name: str, namespace: str = "shop", cluster: str = "prod-eu"
+) -> event_pb2.ResourceRef:
+    return event_pb2.ResourceRef(cluster=cluster, kind="Deployment", namespace=namespace, name=name)
+
+
+def event(
+    at: float,
+    *,
+    event_id: str | None = None,
+    fingerprint: str = "",
+    resource: event_pb2.ResourceRef | None = None,
+    title: str = "Back-off restarting failed container",
+    severity: int = event_pb2.SEVERITY_WARNING,
+    sequence: int | None = None,
+) -> event_pb2.Event:
+    """An event ``at`` seconds after BASE_TIME (event time)."""
+    number = next(_ids)
+    built = event_pb2.Event(
+        event_id=event_id or f"e-{number}",
+        correlation_id=f"c-{number}",
+        domain=event_pb2.DOMAIN_KUBERNETES,
+        source="kubernetes/test",
+        title=title,
+        severity=severity,  # type: ignore[arg-type]
+        fingerprint=fingerprint,
+        sequence=sequence if sequence is not None else number,
+    )
+    if resource is not None:
+        built.resource.CopyFrom(resource)
+    built.occurred_at.FromDatetime(BASE_TIME + timedelta(seconds=at))
+    return built
+
+
+def no_topology(_a: str, _b: str) -> Relation | None:
+    return None
+
+
+class Feeder:
+    """Feeds events to an engine in order, numbering their sequences."""
+
+    def __init__(self, engine: CorrelationEngine | None = None) -> None:
+        self.engine = engine or CorrelationEngine(default_config())
+        self.sequence = 0
+
+    def feed(
+        self, built: event_pb2.Event, relation=no_topology
+    ) -> list[correlation_pb2.GroupUpdate]:
+        self.sequence += 1
+        built.sequence = self.sequence
+        plan = self.engine.prepare(built)
+        return self.engine.apply(plan, relation)
+
+
+def incident_storm(count: int, seed: int = 7) -> list[event_pb2.Event]:
+    """Many small incidents over a long stretch of event time.
+
+    Events are up to 20 s out of order (inside the default 60 s lateness);
+    some bridge two groups, so merges happen, and the window slides past
+    old groups, so evictions do too. Sequences are 1..count.
+    """
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        at = i * 2.0 + rng.uniform(-20, 0)
+        incident = (i // 6) % 40
+        kind = rng.random()
+        if kind < 0.4:
+            built = event(at, event_id=f"ev-{i}", fingerprint=f"fp-{incident}")
+        elif kind < 0.8:
+            built = event(at, event_id=f"ev-{i}", resource=pod(f"pod-{incident}"))
+        else:
+            # Bridges: the incident's two groups, or this incident and the one before.
+            bridged = incident if kind < 0.9 else (incident - 1) % 40
+            built = event(
+                at,
+                event_id=f"ev-{i}",
+                fingerprint=f"fp-{incident}",
+                resource=pod(f"pod-{bridged}"),
+            )
+        built.sequence = i + 1
+        built.severity = rng.choice([1, 2, 3, 4])  # type: ignore[assignment]
+        events.append(built)
+    return events
