@@ -32,9 +32,9 @@ gen-check: setup
 lint: setup gen-check
 	$(BUF) lint
 	scripts/buf-breaking.sh
-	$(VENV)/bin/ruff check services tests scripts
-	$(VENV)/bin/ruff format --check services tests scripts
-	$(VENV)/bin/mypy services tests scripts
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/mypy services tests
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -67,7 +67,9 @@ def _deployment(name: str) -> event_pb2.ResourceRef:
     return event_pb2.ResourceRef(kind="Deployment", namespace="shop", name=name)
 
 
-def _event(resource: str, title: str, fingerprint: str, **fields: str) -> event_pb2.Event:
+def _event(
+    resource: str, title: str, fingerprint: str, correlation_id: str = ""
+) -> event_pb2.Event:
     now = timestamp_pb2.Timestamp()
     now.GetCurrentTime()
     return event_pb2.Event(
@@ -78,7 +80,7 @@ def _event(resource: str, title: str, fingerprint: str, **fields: str) -> event_
         severity=event_pb2.SEVERITY_ERROR,
         title=title,
         fingerprint=fingerprint,
-        **fields,
+        correlation_id=correlation_id,
     )
 
 

@@ -24,7 +24,8 @@ class BareTopology(ServiceApp):
 
     def register(self, server: grpc.aio.Server) -> None:
         topology_pb2_grpc.add_TopologyServiceServicer_to_server(
-            topology_pb2_grpc.TopologyServiceServicer(), server
+            topology_pb2_grpc.TopologyServiceServicer(),  # type: ignore[abstract]
+            server,
         )
 
 
@@ -131,14 +132,16 @@ async def test_tls_and_mutual_tls(tmp_path: Path) -> None:
 
 
 async def test_health_watch_streams_status() -> None:
-    async with running(BareTopology, "topology") as (_, address):
-        async with grpc.aio.insecure_channel(address) as channel:
-            stream = health_pb2_grpc.HealthStub(channel).Watch(
-                health_pb2.HealthCheckRequest(service="corrmesh.v1.TopologyService")
-            )
-            statuses = [(await asyncio.wait_for(stream.read(), 5)).status]
-            if statuses[0] != health_pb2.HealthCheckResponse.SERVING:
-                # Right after start the first answer may still be NOT_SERVING.
-                statuses.append((await asyncio.wait_for(stream.read(), 5)).status)
-            assert statuses[-1] == health_pb2.HealthCheckResponse.SERVING
-            stream.cancel()
+    async with (
+        running(BareTopology, "topology") as (_, address),
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        stream = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="corrmesh.v1.TopologyService")
+        )
+        statuses = [(await asyncio.wait_for(stream.read(), 5)).status]
+        if statuses[0] != health_pb2.HealthCheckResponse.SERVING:
+            # Right after start the first answer may still be NOT_SERVING.
+            statuses.append((await asyncio.wait_for(stream.read(), 5)).status)
+        assert statuses[-1] == health_pb2.HealthCheckResponse.SERVING
+        stream.cancel()
