@@ -8,13 +8,20 @@ from pathlib import Path
 import pytest
 
 from corrmesh.cli.mesh import Mesh
-from tests.support.databases import database_url_for
+from tests.support.databases import database_url_for, postgres_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test on embedded SQLite and on the real PostgreSQL."""
     with database_url_for(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL, for behaviour only PostgreSQL has."""
+    with postgres_schema_url() as url:
         yield url
 
 

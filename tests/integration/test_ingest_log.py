@@ -44,12 +44,11 @@ async def test_a_filtered_read_examines_a_bounded_window(
         log.close()
 
 
-async def test_replicas_sharing_postgresql_keep_one_gap_free_order(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share PostgreSQL; the embedded SQLite log has one writer process")
+async def test_replicas_sharing_postgresql_keep_one_gap_free_order(postgres_url: str) -> None:
+    # Replicas share PostgreSQL; the embedded SQLite log has one writer process.
     async with (
-        ingest_server(database_url) as (_a, first),
-        ingest_server(database_url) as (_b, second),
+        ingest_server(postgres_url) as (_a, first),
+        ingest_server(postgres_url) as (_b, second),
     ):
 
         async def publisher(stub: object, name: str) -> list[int]:
