@@ -17,9 +17,14 @@ $py -m grpc_tools.protoc \
   --plugin=protoc-gen-mypy_grpc=.venv/bin/protoc-gen-mypy_grpc \
   --mypy_out="$out/python" \
   --mypy_grpc_out="$out/python" \
+  "${protos[@]#protos/}"
+# The descriptor set also carries google.rpc's error details, so tools such as
+# `buf curl --schema` can decode the BadRequest in an error or a PublishResult.
+$py -m grpc_tools.protoc \
+  -I protos -I third_party/googleapis -I "$wkt" \
   --descriptor_set_out="$out/descriptors/corrmesh.binpb" \
   --include_imports --include_source_info \
-  "${protos[@]#protos/}"
+  "${protos[@]#protos/}" google/rpc/error_details.proto
 # corrmesh is a namespace package spread over gen/python and services: no
 # __init__.py at the top, but the generated package itself gets one.
 touch "$out/python/corrmesh/v1/__init__.py" "$out/python/corrmesh/v1/py.typed"
