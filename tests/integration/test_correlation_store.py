@@ -1,43 +1,15 @@
-"""Correlation's store on SQLite and PostgreSQL: migrations, round trip, reload."""
+"""Correlation's store on SQLite and PostgreSQL: round trip and reload."""
 
 from __future__ import annotations
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 
 from corrmesh.correlation.config import default_config, duration_us
 from corrmesh.correlation.engine import CorrelationEngine
-from corrmesh.correlation.models import Base, EdgeRow, GroupMemberRow, GroupUpdateRow
+from corrmesh.correlation.models import EdgeRow, GroupMemberRow, GroupUpdateRow
 from corrmesh.correlation.queries import GroupFilter, GroupQueries
-from corrmesh.correlation.store import VERSION_TABLE, CorrelationStore
+from corrmesh.correlation.store import CorrelationStore
 from tests.support.correlation_events import event, incident_storm, no_topology
-
-TABLES = {
-    "groups",
-    "group_members",
-    "lone_events",
-    "correlation_edges",
-    "group_updates",
-    "consumer_offsets",
-    "correlation_config",
-    VERSION_TABLE,
-}
-
-
-def test_migrations_match_models(database_url: str) -> None:
-    store = CorrelationStore(database_url)
-    try:
-        store.migrate()
-        store.migrate()  # a second run changes nothing
-        with store.engine.connect() as connection:
-            context = MigrationContext.configure(
-                connection, opts={"compare_type": True, "version_table": VERSION_TABLE}
-            )
-            assert compare_metadata(context, Base.metadata) == []
-            assert set(inspect(connection).get_table_names()) == TABLES
-    finally:
-        store.close()
 
 
 def run(store: CorrelationStore, events, batch: int, reload_each_batch: bool) -> None:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
 from corrmesh.ingest.server import IngestApp
+from corrmesh.runtime.errors import field_violation_names
 from corrmesh.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.support.inprocess import running
 
@@ -46,13 +47,7 @@ def make_event(offset_seconds: float = 0.0, **fields: Any) -> event_pb2.Event:
 
 def status_fields(status: status_pb2.Status) -> list[str]:
     """Field names of the BadRequest details in a google.rpc.Status."""
-    names: list[str] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            names.extend(v.field for v in bad.field_violations)
-    return names
+    return field_violation_names(status)
 
 
 @asynccontextmanager

@@ -38,7 +38,7 @@ from corrmesh.correlation.rows import (
 from corrmesh.runtime.db import create_db_engine, migrate, session_factory
 from corrmesh.v1 import correlation_pb2
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_correlation"
 #: The one consumer of Ingest's log today; partitions will add more names.
 CONSUMER = "ingest"
@@ -61,7 +61,7 @@ class CorrelationStore:
         self.sessions = session_factory(self.engine)
 
     def migrate(self) -> None:
-        migrate(self.engine, MIGRATIONS, VERSION_TABLE)
+        migrate(self.engine, MIGRATIONS_DIR, VERSION_TABLE)
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:

@@ -110,11 +110,8 @@ async def abort_not_found(
     await abort(context, not_found_status(resource_type, name))
 
 
-def bad_request_fields(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
-    """The field names of a BadRequest carried by a client-side error (for callers and tests)."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    if status is None:
-        return []
+def field_violation_names(status: status_pb2.Status) -> list[str]:
+    """The field names of the BadRequest details in a google.rpc.Status."""
     names: list[str] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -122,3 +119,9 @@ def bad_request_fields(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]
             detail.Unpack(bad)
             names.extend(v.field for v in bad.field_violations)
     return names
+
+
+def bad_request_fields(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
+    """The field names of a BadRequest carried by a client-side error (for callers and tests)."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    return [] if status is None else field_violation_names(status)
