@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
@@ -18,17 +17,10 @@ from tests.support.spanner import (
     fails,
     mask,
     resource_info,
-    spanner_client,
 )
 
 if TYPE_CHECKING:
     from corrmesh.v1.spanner_pb2_grpc import SpannerServiceAsyncStub as Stub
-
-
-@pytest.fixture
-async def spanner(database_url: str) -> AsyncIterator[Stub]:
-    async with spanner_client(database_url) as stub:
-        yield stub
 
 
 # Spanner configurations.

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
-import pytest
 
 from corrmesh.runtime.errors import bad_request_fields
 from corrmesh.v1 import spanner_pb2 as pb
@@ -17,17 +15,10 @@ from tests.support.spanner import (
     fails,
     mask,
     resource_info,
-    spanner_client,
 )
 
 if TYPE_CHECKING:
     from corrmesh.v1.spanner_pb2_grpc import SpannerServiceAsyncStub as Stub
-
-
-@pytest.fixture
-async def spanner(database_url: str) -> AsyncIterator[Stub]:
-    async with spanner_client(database_url) as stub:
-        yield stub
 
 
 # DICOM nodes.

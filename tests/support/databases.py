@@ -26,12 +26,20 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+_postgres_seen = False
+
+
 def postgres_available() -> bool:
+    """True when the server answers; once it has, later calls skip the round trip."""
+    global _postgres_seen
+    if _postgres_seen:
+        return True
     try:
         engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
         with engine.connect() as connection:
             connection.execute(text("select 1"))
         engine.dispose()
+        _postgres_seen = True
         return True
     except Exception:
         return False

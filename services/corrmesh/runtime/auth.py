@@ -12,7 +12,6 @@ read; everything else writes.
 
 from __future__ import annotations
 
-import contextvars
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -35,11 +34,6 @@ READ_VERBS = (
     "Query",
 )
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-#: Subject of the token that authorised the current call ("" when auth is off).
-current_subject: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "corrmesh_subject", default=""
-)
 
 
 @dataclass(frozen=True)
@@ -136,5 +130,4 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{method.rsplit('/', 1)[-1]} needs the {scope!r} scope",
             )
-        current_subject.set(principal.subject)
         return handler
