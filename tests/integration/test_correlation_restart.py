@@ -162,7 +162,6 @@ async def test_sigkill_and_restart_gives_the_uninterrupted_groups(
     events = incident_storm(EVENTS)
     for built in events:
         built.sequence = 0
-        built.source = "restart-test"
     async with peers(tmp_path) as (ingest, topology):
         process = CorrelationProcess(database_url, ingest, topology, tmp_path / "correlation.log")
         mid_stream_kills = 0

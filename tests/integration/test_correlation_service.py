@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from corrmesh.correlation.server import CorrelationApp
+from corrmesh.correlation.strategies import strategy_names
 from corrmesh.ingest import client as ingest_client
 from corrmesh.ingest.server import IngestApp
 from corrmesh.runtime.clients import open_channel
@@ -187,7 +188,9 @@ async def test_groups_form_stream_and_resume(
             analyze_b[0].context.trace_id, "032x"
         )
         assert added.group.group_id == created.group.group_id
-        assert {mm.event_id for mm in added.group.members} == {"a", "b", "c"}
+        # MEMBER_ADDED carries the member it added and its edges; GetGroup has them all.
+        assert {mm.event_id for mm in added.group.members} == {"c"}
+        assert added.group.member_count == 3
         assert added.group.severity == event_pb2.SEVERITY_ERROR
 
         await m.consumed(sequences[-1])
@@ -196,7 +199,10 @@ async def test_groups_form_stream_and_resume(
                 correlation_pb2.GetGroupForEventRequest(event_id="c")
             )
         ).group
-        assert group == added.group
+        assert {mm.event_id for mm in group.members} == {"a", "b", "c"}
+        assert group.revision == added.group.revision
+        assert group.title == added.group.title
+        assert len(group.edges) == 3
         fetched = await m.correlation.GetGroup(
             correlation_pb2.GetGroupRequest(group_id=group.group_id)
         )
@@ -223,7 +229,7 @@ async def test_groups_form_stream_and_resume(
         assert stats.active_groups == 1
         assert stats.consumer_sequence == sequences[-1]
         assert stats.noise_reduction == pytest.approx(1 - 2 / 4)
-        assert [(s.strategy, s.matches) for s in stats.matches] == [("direct_link", 3)]
+        assert [(s.strategy, s.matches) for s in stats.matches] == [("fingerprint", 3)]
         assert stats.analyze_latency_p99.ToNanoseconds() > 0
 
         with pytest.raises(grpc.aio.AioRpcError) as missing:
@@ -261,13 +267,13 @@ async def test_declared_dependency_joins_through_topology(
         ).group
         assert {mm.event_id for mm in group.members} == {"db", "app"}
         assert group.primary_event_id == "db"
-        assert group.title == "OOMKilled on Deployment shop/mysql"
+        assert group.title == "OOMKilled on Deployment shop/mysql and 1 more resource"
         (edge,) = group.edges
         assert edge.reason == (
             "Deployment shop/mysql and Deployment shop/api are joined by a direct dependency, "
             "4 s apart"
         )
-        assert edge.score == pytest.approx(0.8)
+        assert edge.score == pytest.approx(0.9)
         assert m.app.consumer is not None and m.app.consumer.relations.calls == 1
 
     # The Topology call ran inside the span of the event that needed it, so
@@ -316,7 +322,8 @@ async def test_config_updates_are_validated_persisted_and_applied(
     async with mesh(database_url, tmp_path) as m:
         current = (await m.correlation.GetConfig(correlation_pb2.GetConfigRequest())).config
         assert current.temporal_window.seconds == 300
-        assert [s.name for s in current.strategies] == ["direct_link"]
+        general = [s.name for s in current.strategies if not s.domain]
+        assert general == strategy_names()
 
         async def rejected(config: correlation_pb2.CorrelationConfig, *paths: str) -> list[str]:
             with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -347,7 +354,7 @@ async def test_config_updates_are_validated_persisted_and_applied(
             "strategies",
         ) == ["config.strategies[0].name"]
         assert await rejected(
-            config_of(strategies=[correlation_pb2.StrategyConfig(name="direct_link", weight=3)]),
+            config_of(strategies=[correlation_pb2.StrategyConfig(name="fingerprint", weight=3)]),
             "strategies",
         ) == ["config.strategies[0].weight"]
         assert await rejected(config_of(), "no_such_field") == ["update_mask.paths[0]"]

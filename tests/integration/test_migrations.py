@@ -10,6 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect
 
 from corrmesh.runtime.db import create_db_engine, migrate
@@ -22,11 +23,14 @@ SERVICES = {
         {
             "groups",
             "group_members",
+            "group_links",
             "lone_events",
             "correlation_edges",
             "group_updates",
             "consumer_offsets",
             "correlation_config",
+            "correlation_links",
+            "correlation_feedback",
         },
     ),
     "topology": (
@@ -38,12 +42,16 @@ SERVICES = {
         {"dicom_nodes", "spanner_configs", "source_mappings", "query_logs"},
     ),
 }
+#: Modules that declare more tables on a service's Base than its models module.
+MORE_MODELS = {"correlation": ("corrmesh.correlation.links", "corrmesh.correlation.feedback")}
 
 
 def _service(name: str) -> tuple[Path, str, MetaData, set[str]]:
     module_name, tables = SERVICES[name]
     module = importlib.import_module(module_name)
     models = importlib.import_module(f"corrmesh.{name}.models")
+    for more in MORE_MODELS.get(name, ()):
+        importlib.import_module(more)
     return module.MIGRATIONS_DIR, module.VERSION_TABLE, models.Base.metadata, tables
 
 
@@ -55,6 +63,10 @@ def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(
     assert set(metadata.tables) == tables
     engine = create_db_engine(database_url)
     try:
+        config = Config()
+        config.set_main_option("script_location", str(migrations_dir))
+        config.attributes["connection_engine"] = engine
+        config.attributes["version_table"] = version_table
         migrate(engine, migrations_dir, version_table)
         migrate(engine, migrations_dir, version_table)  # a second run changes nothing
         with engine.connect() as connection:
@@ -62,13 +74,10 @@ def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(
                 connection, opts={"compare_type": True, "version_table": version_table}
             )
             assert compare_metadata(context, metadata) == []
-            assert context.get_current_revision() == "0001"
+            head = ScriptDirectory.from_config(config).get_current_head()
+            assert context.get_current_revision() == head
         assert set(inspect(engine).get_table_names()) == tables | {version_table}
 
-        config = Config()
-        config.set_main_option("script_location", str(migrations_dir))
-        config.attributes["connection_engine"] = engine
-        config.attributes["version_table"] = version_table
         command.downgrade(config, "base")
         assert not tables & set(inspect(engine).get_table_names())
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from corrmesh.correlation.config import default_config
@@ -31,18 +32,29 @@ def event(
     event_id: str | None = None,
     fingerprint: str = "",
     resource: event_pb2.ResourceRef | None = None,
-    title: str = "Back-off restarting failed container",
+    title: str | None = None,
     severity: int = event_pb2.SEVERITY_WARNING,
     sequence: int | None = None,
+    source: str | None = None,
+    domain: int = event_pb2.DOMAIN_KUBERNETES,
+    description: str = "",
+    type: str = "",
 ) -> event_pb2.Event:
-    """An event ``at`` seconds after BASE_TIME (event time)."""
+    """An event ``at`` seconds after BASE_TIME (event time).
+
+    Unless given, title and source are unique to the event, so that only what
+    a test sets up (fingerprint, resource, words, source) can correlate it.
+    """
     number = next(_ids)
+    unique = uuid.uuid5(uuid.NAMESPACE_OID, str(number)).hex
     built = event_pb2.Event(
         event_id=event_id or f"e-{number}",
         correlation_id=f"c-{number}",
-        domain=event_pb2.DOMAIN_KUBERNETES,
-        source="kubernetes/test",
-        title=title,
+        domain=domain,  # type: ignore[arg-type]
+        source=source or f"monitor-{unique[:10]}",
+        title=title or f"signal-{unique}",
+        description=description,
+        type=type,
         severity=severity,  # type: ignore[arg-type]
         fingerprint=fingerprint,
         sequence=sequence if sequence is not None else number,

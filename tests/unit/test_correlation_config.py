@@ -77,14 +77,14 @@ def test_nested_path_is_accepted() -> None:
         ),
         (
             correlation_pb2.CorrelationConfig(
-                strategies=[correlation_pb2.StrategyConfig(name="direct_link", weight=1.2)]
+                strategies=[correlation_pb2.StrategyConfig(name="fingerprint", weight=1.2)]
             ),
             "strategies",
             "config.strategies[0].weight",
         ),
         (
             correlation_pb2.CorrelationConfig(
-                strategies=[correlation_pb2.StrategyConfig(name="direct_link", threshold=-1)]
+                strategies=[correlation_pb2.StrategyConfig(name="fingerprint", threshold=-1)]
             ),
             "strategies",
             "config.strategies[0].threshold",
@@ -125,11 +125,11 @@ def test_domain_entry_overrides_the_general_one() -> None:
     config = default_config()
     config.strategies.append(
         correlation_pb2.StrategyConfig(
-            name="direct_link", domain=event_pb2.DOMAIN_DICOM, enabled=False
+            name="fingerprint", domain=event_pb2.DOMAIN_DICOM, enabled=False
         )
     )
-    assert not strategy_settings(config, "direct_link", event_pb2.DOMAIN_DICOM).enabled
-    assert strategy_settings(config, "direct_link", event_pb2.DOMAIN_KUBERNETES).enabled
+    assert not strategy_settings(config, "fingerprint", event_pb2.DOMAIN_DICOM).enabled
+    assert strategy_settings(config, "fingerprint", event_pb2.DOMAIN_KUBERNETES).enabled
 
 
 def test_latency_reservoir_is_bounded_and_ranks() -> None:

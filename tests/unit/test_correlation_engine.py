@@ -45,11 +45,14 @@ def test_second_match_creates_then_third_joins() -> None:
     added = feeder.feed(event(10, event_id="c", resource=checkout))
     assert [u.type for u in added] == [U.GROUP_UPDATE_TYPE_MEMBER_ADDED]
     assert added[0].group.group_id == group.group_id
-    assert member_ids(added[0]) == {"a", "b", "c"}
+    # A MEMBER_ADDED update carries what it added; the group has all three.
+    assert member_ids(added[0]) == {"c"}
+    assert added[0].group.member_count == 3
     assert added[0].group.revision == 2
-    by_id = {m.event_id: m for m in added[0].group.members}
-    assert set(by_id["c"].correlated_event_ids) == {"a", "b"}
-    assert set(by_id["a"].correlated_event_ids) == {"b", "c"}
+    (member,) = added[0].group.members
+    assert set(member.correlated_event_ids) == {"a", "b"}
+    state = feeder.engine.groups[group.group_id]
+    assert set(state.neighbours["a"]) == {"b", "c"}
     assert added[0].sequence == created[0].sequence + 1
 
 
@@ -169,20 +172,34 @@ def test_topology_pairs_are_listed_and_used() -> None:
     )
 
 
-def test_disabled_strategy_correlates_nothing() -> None:
+def _tuned(**changes: object) -> correlation_pb2.CorrelationConfig:
+    """The default config with ``changes`` applied to the fingerprint and combined entries."""
     config = default_config()
-    config.strategies[0].enabled = False
-    feeder = Feeder(CorrelationEngine(config))
+    for entry in config.strategies:
+        if entry.name in ("fingerprint", "combined") and not entry.domain:
+            for name, value in changes.items():
+                setattr(entry, name, value)
+    return config
+
+
+def test_disabled_strategies_correlate_nothing() -> None:
+    feeder = Feeder(CorrelationEngine(_tuned(enabled=False)))
     feeder.feed(event(0, fingerprint="f"))
     assert feeder.feed(event(1, fingerprint="f")) == []
 
 
 def test_weight_below_min_score_drops_the_match() -> None:
-    config = default_config()
-    config.strategies[0].weight = 0.4
-    feeder = Feeder(CorrelationEngine(config))
+    feeder = Feeder(CorrelationEngine(_tuned(weight=0.4)))
     feeder.feed(event(0, fingerprint="f"))
     assert feeder.feed(event(1, fingerprint="f")) == []
+
+
+def test_threshold_above_the_score_drops_the_match() -> None:
+    feeder = Feeder(CorrelationEngine(_tuned(threshold=1.0)))
+    feeder.feed(event(0, fingerprint="f"))
+    # fingerprint scores exactly 1.0 (passes), combined stays below 1.0 here.
+    (update,) = feeder.feed(event(1, fingerprint="f"))
+    assert update.group.edges[0].strategy == "fingerprint"
 
 
 def test_a_shorter_window_applies_to_later_events() -> None:

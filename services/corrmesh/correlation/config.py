@@ -1,12 +1,24 @@
 """The engine's configuration: defaults, validation and partial updates.
 
 Defaults follow incident-correlation-engine.md (window 300 s, minimum score
-0.5, groups of at most 100, merge above 0.8). Validation names each bad field
-under ``config.`` so INVALID_ARGUMENT tells the caller exactly what to fix.
+0.5, groups of at most 100, merge above 0.8, pattern similarity 0.7) and
+multi-camera-correlation.md (10 s, same controller). Strategy defaults:
+
+* ``fingerprint``, ``topology``, ``pattern``, ``combined`` and
+  ``multi_camera`` on, weight 1;
+* ``temporal`` and ``source`` off on their own: alone they join everything
+  close in time, or everything one monitoring system says; ``combined`` uses
+  their signals;
+* camera detections (DOMAIN_CAMERA) are correlated by ``multi_camera`` only:
+  "person detected" twice on one camera is not two views of one event.
+
+Validation names each bad field under ``config.`` so INVALID_ARGUMENT tells
+the caller exactly what to fix.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf import duration_pb2
@@ -18,6 +30,8 @@ from corrmesh.v1 import correlation_pb2, event_pb2
 
 DEFAULT_WINDOW_SECONDS = 300
 DEFAULT_LATENESS_SECONDS = 60
+#: Strategies whose signal alone is too weak to join events (see above).
+OFF_ALONE = frozenset({"temporal", "source"})
 _UNIT_FIELDS = (
     "min_correlation_score",
     "merge_threshold",
@@ -43,8 +57,19 @@ def default_config() -> correlation_pb2.CorrelationConfig:
         archive_after=duration_pb2.Duration(seconds=7 * 86_400),
         allowed_lateness=duration_pb2.Duration(seconds=DEFAULT_LATENESS_SECONDS),
         strategies=[
-            correlation_pb2.StrategyConfig(name=name, enabled=True, weight=1.0, threshold=0.0)
-            for name in strategy_names()
+            *(
+                correlation_pb2.StrategyConfig(
+                    name=name, enabled=name not in OFF_ALONE, weight=1.0, threshold=0.0
+                )
+                for name in strategy_names()
+            ),
+            *(
+                correlation_pb2.StrategyConfig(
+                    name=name, domain=event_pb2.DOMAIN_CAMERA, enabled=False, weight=1.0
+                )
+                for name in strategy_names()
+                if name != "multi_camera"
+            ),
         ],
         multi_camera=correlation_pb2.MultiCameraConfig(
             window=duration_pb2.Duration(seconds=10), require_same_controller=True
@@ -54,6 +79,27 @@ def default_config() -> correlation_pb2.CorrelationConfig:
 
 def duration_us(value: duration_pb2.Duration) -> int:
     return value.seconds * 1_000_000 + value.nanos // 1000
+
+
+def camera_classes(similar_types: dict[str, str] | Mapping[str, str]) -> dict[str, str]:
+    """Detection type -> its class name, from ``{"person": "human,pedestrian"}``.
+
+    Similar types form classes transitively; a class is named by its
+    alphabetically first member, so every type of one class maps to one key.
+    """
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for kind, similar in similar_types.items():
+        for other in similar.split(","):
+            a, b = root(kind.strip().lower()), root(other.strip().lower())
+            if a and b and a != b:
+                parent[max(a, b)] = min(a, b)
+    return {name: root(name) for name in parent if name}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +145,7 @@ def validate_config(config: correlation_pb2.CorrelationConfig, violations: Field
     _check_duration(config.temporal_window, "temporal_window", violations, positive=True)
     for name in _NON_NEGATIVE_DURATIONS:
         _check_duration(getattr(config, name), name, violations, positive=False)
-    _check_duration(config.multi_camera.window, "multi_camera.window", violations, positive=False)
+    _check_duration(config.multi_camera.window, "multi_camera.window", violations, positive=True)
     for name in _UNIT_FIELDS:
         if not 0.0 <= getattr(config, name) <= 1.0:
             violations.add(name, "must be between 0 and 1")

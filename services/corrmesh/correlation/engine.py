@@ -1,52 +1,71 @@
 """The correlation engine: places each event in a group, or leaves it alone.
 
-For each event, :meth:`CorrelationEngine.prepare` picks candidates from the
-window's indexes and lists the resource pairs Topology must be asked about;
-the caller resolves those (batched, cached) and calls :meth:`apply`, which
-scores the candidates with every enabled strategy and then creates, joins or
-merges groups. Everything is measured on event time, so replaying the same
-events gives the same groups.
+For each event, :meth:`CorrelationEngine.prepare` looks up candidates in the
+window's indexes (only those of the strategies enabled for the event's
+domain) and lists the resource pairs Topology must be asked about; the caller
+resolves those (batched, cached) and calls :meth:`apply`, which scores each
+candidate with the strategies whose indexes found it, then creates, joins,
+merges or continues a group and moves group lifecycles on. Everything is
+measured on event time, so replaying the same events gives the same groups.
 
-``analyse`` cost per event: O(F + R + T·E + C·S), with F and R the bounded
-fingerprint and resource lookups (≤ ``MAX_CANDIDATES_PER_KEY`` each), T the
-resources of the cluster consulted for Topology (≤ ``TOPOLOGY_RESOURCES``),
-E the recent events taken per such resource, C the resulting candidates and S
-the strategies; plus O(m) to snapshot a group of m members into its update.
-Nothing depends on the number of events in the window.
-
-Changes since the last :meth:`take_changes` are recorded so the consumer can
-write them, with the updates and the stream offset, in one transaction.
+``analyse`` (prepare + apply) costs O(K + T·E + C·S + u) per event: K the
+index lookups, each bounded (``LIMITS``); T ≤ ``TOPOLOGY_RESOURCES`` resources
+of the cluster with E ≤ ``TOPOLOGY_EVENTS_PER_RESOURCE`` events each; C ≤ the
+sum of those bounds the candidates; S the enabled strategies; u the members
+and edges the emitted update carries (all of them only when groups are
+created or merged). Nothing depends on the number of events in the window or
+of groups in memory; lifecycle transitions cost O(log G) each when due.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from corrmesh.correlation.config import StrategySettings, duration_us, strategy_settings
-from corrmesh.correlation.groups import Edge, GroupState, group_message, group_title
-from corrmesh.correlation.plans import Changes, PairRefs, Plan, Restored, pair_key
+from corrmesh.correlation.changes import ChangeLog
+from corrmesh.correlation.config import (
+    StrategySettings,
+    camera_classes,
+    duration_us,
+    strategy_settings,
+)
+from corrmesh.correlation.groups import Edge, GroupState
+from corrmesh.correlation.lifecycle import OPEN_FOR_JOINING, LifecycleMixin
+from corrmesh.correlation.manual import ManualEditsMixin
+from corrmesh.correlation.plans import Candidate, Changes, PairRefs, Plan, Restored, pair_key
 from corrmesh.correlation.resources import resource_key
 from corrmesh.correlation.strategies import (
+    CAMERA,
+    FINGERPRINT,
+    RESOURCE,
+    SOURCE,
+    TOKENS,
+    TOPOLOGY,
     Match,
     Relation,
     Strategy,
     StrategyContext,
     create_strategies,
 )
-from corrmesh.correlation.window import EventInfo, EventWindow
+from corrmesh.correlation.window import EventInfo, EventWindow, indexed_tokens
 from corrmesh.v1 import correlation_pb2, event_pb2
 
-MAX_CANDIDATES_PER_KEY = 50
+S = correlation_pb2.GroupStatus
+#: Newest entries read per key of each index.
+LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64}
 TOPOLOGY_RESOURCES = 32
 TOPOLOGY_EVENTS_PER_RESOURCE = 4
 MAX_EDGES_PER_EVENT = 8
+_BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
+
+Enabled = list[tuple[Strategy, StrategySettings, int]]
 
 
-class CorrelationEngine:
-    """Owns the window and the groups with members in it."""
+class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
+    """Owns the window, the groups with members in it and the headers of quieter ones."""
 
     def __init__(
         self,
@@ -57,7 +76,6 @@ class CorrelationEngine:
         self.strategies = list(strategies) if strategies is not None else create_strategies()
         self._clock = clock or (lambda: datetime.now(UTC))
         self.matches: Counter[str] = Counter()
-        self.late_events = 0
         self.set_config(config)
         self.restore(Restored())
 
@@ -68,7 +86,18 @@ class CorrelationEngine:
         self.config = config
         self._window_us = duration_us(config.temporal_window)
         self._lateness_us = duration_us(config.allowed_lateness)
-        self._enabled: dict[int, list[tuple[Strategy, StrategySettings]]] = {}
+        camera = config.multi_camera
+        self._camera_same_controller = camera.require_same_controller
+        self._camera_class = camera_classes(camera.similar_types)
+        self._context = StrategyContext(
+            window_us=self._window_us,
+            pattern_threshold=config.pattern_similarity_threshold,
+            camera_window_us=duration_us(camera.window),
+            camera_same_controller=camera.require_same_controller,
+            camera_class=self._camera_class,
+        )
+        self._enabled: dict[int, Enabled] = {}
+        self.configure_lifecycle(config)
 
     def restore(self, state: Restored) -> None:
         """Replaces all state with ``state``: members inside the window of its watermark."""
@@ -78,6 +107,9 @@ class CorrelationEngine:
         self.next_sequence = state.next_sequence
         self.events_in = state.events_in
         self.groups_created = state.groups_created
+        self.late_events = state.late_events
+        self._arrival_wall_us: int | None = None
+        self.reset_lifecycle()
         horizon = self.horizon_us
         inside: list[EventInfo] = []
         for group in state.groups:
@@ -90,22 +122,17 @@ class CorrelationEngine:
         inside.extend(e for e in state.loners if horizon is None or e.occurred_us >= horizon)
         # Arrival order is sequence order: the indexes come back exactly as they were.
         for event in sorted(inside, key=lambda e: e.sequence):
+            event.camera_key = self._camera_key(event)
             self.window.add(event)
-        self.groups = {k: g for k, g in self.groups.items() if g.in_window}
-        self._persisted = set(self.groups)
-        self._reset_changes()
-
-    def _reset_changes(self) -> None:
-        self._new_groups: set[str] = set()
-        self._dirty: set[str] = set()
-        self._new_members: dict[str, EventInfo] = {}
-        self._new_edges: list[tuple[EventInfo, Edge]] = []
-        self._absorbed: dict[str, str] = {}
-        self._lone_new: dict[str, EventInfo] = {}
-        self._lone_removed: set[str] = set()
-        self._retired: dict[str, GroupState] = {}
-        self._updates: list[correlation_pb2.GroupUpdate] = []
-        self._horizon: int | None = None
+        self.log = ChangeLog()
+        for group in list(self.groups.values()):
+            if not group.in_window:
+                self.settle(group)
+        for header in state.headers:
+            self.track(header)
+        for group in self.groups.values():
+            self.track(group)
+        self._persisted = set(self.groups) | set(self.headers)
 
     @property
     def watermark_us(self) -> int | None:
@@ -118,53 +145,85 @@ class CorrelationEngine:
         watermark = self.watermark_us
         return None if watermark is None else watermark - self._window_us
 
-    def _strategies_for(self, domain: int) -> list[tuple[Strategy, StrategySettings]]:
-        enabled = self._enabled.get(domain)
+    def _strategies_for(self, info: EventInfo) -> Enabled:
+        enabled = self._enabled.get(info.domain)
         if enabled is None:
-            enabled = [
-                (s, settings)
-                for s in self.strategies
-                if (settings := strategy_settings(self.config, s.name, domain)).enabled
-            ]
-            self._enabled[domain] = enabled
-        return enabled
+            enabled = []
+            for strategy in self.strategies:
+                settings = strategy_settings(self.config, strategy.name, info.domain)
+                if settings.enabled:
+                    bits = sum(_BIT[i] for i in strategy.indexes)
+                    enabled.append((strategy, settings, bits))
+            self._enabled[info.domain] = enabled
+        return [e for e in enabled if e[0].applies_to(info)]
+
+    def _camera_key(self, info: EventInfo) -> str:
+        if not info.camera_id or not info.detection_type:
+            return ""
+        kind = self._camera_class.get(info.detection_type, info.detection_type)
+        controller = info.controller_id if self._camera_same_controller else ""
+        return f"{controller}\x1f{kind}"
 
     # -- per event ---------------------------------------------------------------
 
     def prepare(self, event: event_pb2.Event) -> Plan:
         """Candidates for ``event`` from the indexes, and the pairs to ask Topology."""
         info = EventInfo.from_event(event)
-        if info.event_id in self.window:
+        if info.event_id in self.window.events:
             return Plan(info, [], {}, duplicate=True)
         watermark = self.watermark_us
         if watermark is not None and info.occurred_us < watermark:
             return Plan(info, [], {}, late=True)
-        strategies = self._strategies_for(info.domain)
+        info.camera_key = self._camera_key(info)
+        strategies = self._strategies_for(info)
         if not self.config.enabled or not strategies:
             return Plan(info, [], {})
-        found: dict[str, EventInfo] = {}
-        if info.fingerprint:
-            for c in self.window.by_fingerprint(info.fingerprint, MAX_CANDIDATES_PER_KEY):
-                found.setdefault(c.event_id, c)
+        wanted = 0
+        for _, _, bits in strategies:
+            wanted |= bits
+        window = self.window
+        found: dict[str, Candidate] = {}
+
+        def take(events: Iterable[EventInfo], bit: int) -> None:
+            for c in events:
+                entry = found.get(c.event_id)
+                if entry is None:
+                    found[c.event_id] = Candidate(c, bit)
+                else:
+                    entry.found_by |= bit
+
+        if wanted & _BIT[FINGERPRINT] and info.fingerprint:
+            take(
+                window.lookup(window.fingerprints, info.fingerprint, LIMITS[FINGERPRINT]),
+                _BIT[FINGERPRINT],
+            )
+        if wanted & _BIT[RESOURCE] and info.resource_key:
+            take(
+                window.lookup(window.resources, info.resource_key, LIMITS[RESOURCE]), _BIT[RESOURCE]
+            )
+        if wanted & _BIT[SOURCE] and info.source:
+            take(window.lookup(window.sources, info.source, LIMITS[SOURCE]), _BIT[SOURCE])
+        if wanted & _BIT[TOKENS]:
+            for token in indexed_tokens(info):
+                take(window.lookup(window.tokens, token, LIMITS[TOKENS]), _BIT[TOKENS])
+        if wanted & _BIT[CAMERA] and info.camera_key:
+            take(window.lookup(window.cameras, info.camera_key, LIMITS[CAMERA]), _BIT[CAMERA])
         pairs: PairRefs = {}
-        if info.resource_key:
-            for c in self.window.by_resource(info.resource_key, MAX_CANDIDATES_PER_KEY):
-                found.setdefault(c.event_id, c)
-            if any(s.uses_topology for s, _ in strategies):
-                for key, ref in self.window.recent_resources(
-                    info.resource.cluster, info.resource_key, TOPOLOGY_RESOURCES
-                ):
-                    near = [
-                        c
-                        for c in self.window.by_resource(key, TOPOLOGY_EVENTS_PER_RESOURCE)
-                        if abs(c.occurred_us - info.occurred_us) <= self._window_us
-                    ]
-                    if near:
-                        pairs[pair_key(info.resource_key, key)] = (info.resource, ref)
-                        for c in near:
-                            found.setdefault(c.event_id, c)
+        if wanted & _BIT[TOPOLOGY] and info.resource_key:
+            for key, ref in window.recent_resources(
+                info.resource.cluster, info.resource_key, TOPOLOGY_RESOURCES
+            ):
+                near = [
+                    c
+                    for c in window.by_resource(key, TOPOLOGY_EVENTS_PER_RESOURCE)
+                    if abs(c.occurred_us - info.occurred_us) <= self._window_us
+                ]
+                if near:
+                    pairs[pair_key(info.resource_key, key)] = (info.resource, ref)
+                    take(near, _BIT[TOPOLOGY])
+        window_us = self._window_us
         candidates = [
-            c for c in found.values() if abs(c.occurred_us - info.occurred_us) <= self._window_us
+            c for c in found.values() if abs(c.event.occurred_us - info.occurred_us) <= window_us
         ]
         return Plan(info, candidates, pairs)
 
@@ -198,209 +257,252 @@ class CorrelationEngine:
         if plan.late:
             self.late_events += 1
             return []
+        start = len(self.log.updates)
         info = plan.event
-        updates = self._place(info, self._score(info, plan.candidates, relation))
+        self._context.relation = relation
+        self._place(info, self._score(info, plan.candidates))
         self.window.add(info)
         if info.group_id is None:
-            self._lone_new[info.event_id] = info
+            self.log.lone_new[info.event_id] = info
         else:
             self.groups[info.group_id].in_window += 1
-        self._advance(info.occurred_us)
-        return updates
+        self._arrival_wall_us = time.time_ns() // 1000
+        self.advance(info.occurred_us)
+        return self.log.updates[start:]
 
-    def _score(
-        self,
-        info: EventInfo,
-        candidates: list[EventInfo],
-        relation: Callable[[str, str], Relation | None],
-    ) -> list[tuple[EventInfo, Match]]:
-        context = StrategyContext(self._window_us, relation)
-        strategies = self._strategies_for(info.domain)
+    def tick(self, wall_us: int) -> list[correlation_pb2.GroupUpdate]:
+        """On a quiet stream, moves event time on with the wall clock since the last event."""
+        if self.newest_us is None:
+            return []
+        if self._arrival_wall_us is None:
+            self._arrival_wall_us = wall_us
+            return []
+        projected = self.newest_us + (wall_us - self._arrival_wall_us)
+        self._arrival_wall_us = wall_us
+        if projected <= self.newest_us:
+            return []
+        start = len(self.log.updates)
+        self.advance(projected)
+        return self.log.updates[start:]
+
+    def _score(self, info: EventInfo, candidates: list[Candidate]) -> list[tuple[EventInfo, Match]]:
+        context = self._context
+        strategies = self._strategies_for(info)
         floor = self.config.min_correlation_score
         scored: list[tuple[EventInfo, Match]] = []
         for candidate in candidates:
             best: Match | None = None
-            for strategy, settings in strategies:
-                found = strategy.score(info, candidate, context)
+            other = candidate.event
+            for strategy, settings, bits in strategies:
+                if not bits & candidate.found_by:
+                    continue
+                found = strategy.score(info, other, context)
                 if found is None or found.score < settings.threshold:
                     continue
                 weighted = found.score * settings.weight
                 if weighted >= floor and (best is None or weighted > best.score):
                     best = Match(weighted, found.strategy, found.reason)
             if best is not None:
-                scored.append((candidate, best))
+                scored.append((other, best))
         scored.sort(
             key=lambda cm: (-cm[1].score, abs(cm[0].occurred_us - info.occurred_us), cm[0].sequence)
         )
         return scored
 
-    def _place(
-        self, info: EventInfo, matches: list[tuple[EventInfo, Match]]
-    ) -> list[correlation_pb2.GroupUpdate]:
-        if not matches:
-            return []
+    def _place(self, info: EventInfo, matches: list[tuple[EventInfo, Match]]) -> None:
+        if not matches and not (
+            info.fingerprint in self.resolved_fingerprints and not info.resolves
+        ):
+            return
         max_size = self.config.max_group_size
-        best_by_group: dict[str, float] = {}
+        open_best: dict[str, float] = {}
+        closed_best: dict[str, float] = {}
         loners: list[EventInfo] = []
         for candidate, match in matches:
-            if candidate.group_id is None:
+            group_id = candidate.group_id
+            if group_id is None:
                 loners.append(candidate)
+            elif self.groups[group_id].status in OPEN_FOR_JOINING or info.resolves:
+                open_best.setdefault(group_id, match.score)
             else:
-                best_by_group.setdefault(candidate.group_id, match.score)
+                closed_best.setdefault(group_id, match.score)
         ranked = sorted(
-            best_by_group,
-            key=lambda g: (-len(self.groups[g].members), self.groups[g].created_sequence),
+            open_best,
+            key=lambda g: (-self.groups[g].member_count, self.groups[g].created_sequence),
         )
-        base_id = next((g for g in ranked if len(self.groups[g].members) < max_size), None)
+        base_id = next((g for g in ranked if self.groups[g].member_count < max_size), None)
         now = self._clock()
-        merged: list[str] = []
         if base_id is None:
-            if not loners or max_size < 2:
-                return []
-            group = self._create(info, loners[: max_size - 1], now)
-            kind = correlation_pb2.GROUP_UPDATE_TYPE_CREATED
-        else:
-            group = self.groups[base_id]
-            size = len(group.members) + 1
-            if self.config.auto_merge_groups:
-                for other_id in ranked:
-                    other = self.groups[other_id]
-                    if (
-                        other_id != base_id
-                        and best_by_group[other_id] >= self.config.merge_threshold
-                        and size + len(other.members) <= max_size
-                    ):
-                        merged.append(other_id)
-                        size += len(other.members)
-                        self._absorb(group, other)
-            for loner in loners[: max(0, max_size - size)]:
-                self._join(group, loner)
-            self._join(group, info)
-            kind = (
-                correlation_pb2.GROUP_UPDATE_TYPE_MERGED
-                if merged
-                else correlation_pb2.GROUP_UPDATE_TYPE_MEMBER_ADDED
+            self._open_group(info, loners, ranked, closed_best, matches, now)
+            return
+        group = self.groups[base_id]
+        merged: list[str] = []
+        size = group.member_count + 1
+        if self.config.auto_merge_groups:
+            for other_id in ranked:
+                other = self.groups[other_id]
+                if (
+                    other_id != base_id
+                    and open_best[other_id] >= self.config.merge_threshold
+                    and size + other.member_count <= max_size
+                ):
+                    merged.append(other_id)
+                    size += other.member_count
+                    self.absorb(group, other)
+        joined = [info, *loners[: max(0, max_size - size)]]
+        for event in joined:
+            self.join(group, event)
+        kind = (
+            correlation_pb2.GROUP_UPDATE_TYPE_MERGED
+            if merged
+            else correlation_pb2.GROUP_UPDATE_TYPE_MEMBER_ADDED
+        )
+        edges = self._connect(group, info, matches, now)
+        delta = None if merged else (joined, edges)
+        self.changed(group, kind, [info.event_id], now, delta, merged, cause=info)
+
+    def _open_group(
+        self,
+        info: EventInfo,
+        loners: list[EventInfo],
+        full: list[str],
+        closed: dict[str, float],
+        matches: list[tuple[EventInfo, Match]],
+        now: datetime,
+    ) -> None:
+        """A new group: from lone matches, as the continuation of a full group, or as
+        the recurrence of a resolved one. A resolving event never opens a group."""
+        if info.resolves:
+            return
+        parent: tuple[str, int] | None = None
+        if full:
+            parent = (full[0], correlation_pb2.RELATIONSHIP_TYPE_CONTINUATION)
+        elif closed:
+            parent = (
+                max(closed, key=closed.__getitem__),
+                correlation_pb2.RELATIONSHIP_TYPE_RECURRENCE,
             )
-        chosen = [(c, m) for c, m in matches if c.group_id == group.group_id]
-        for candidate, match in chosen[:MAX_EDGES_PER_EVENT]:
+        elif not loners and info.fingerprint in self.resolved_fingerprints:
+            parent = (
+                self.resolved_fingerprints[info.fingerprint],
+                correlation_pb2.RELATIONSHIP_TYPE_RECURRENCE,
+            )
+        if parent is None and not loners:
+            return
+        max_size = self.config.max_group_size
+        group = self.create(info, loners[: max(0, max_size - 1)], now)
+        self._connect(group, info, matches, now)
+        if parent is not None:
+            self.link(parent[0], group, parent[1])
+        created = correlation_pb2.GROUP_UPDATE_TYPE_CREATED
+        self.changed(group, created, [info.event_id], now, cause=info, created=True)
+
+    def _connect(
+        self,
+        group: GroupState,
+        info: EventInfo,
+        matches: list[tuple[EventInfo, Match]],
+        now: datetime,
+    ) -> list[Edge]:
+        made: list[Edge] = []
+        for candidate, match in matches:
+            if candidate.group_id != group.group_id:
+                continue
             edge = Edge(
                 candidate.event_id, info.event_id, match.score, match.strategy, match.reason, now
             )
-            group.edges.append(edge)
-            self._new_edges.append((info, edge))
+            group.add_edge(edge)
+            self.log.new_edges.append((info, edge))
             self.matches[match.strategy] += 1
-        group.revision += 1
-        group.updated_at = now
-        self._dirty.add(group.group_id)
-        return [self._emit(kind, group, info, merged, now)]
+            made.append(edge)
+            if len(made) >= MAX_EDGES_PER_EVENT:
+                break
+        return made
 
-    def _create(self, info: EventInfo, founders: list[EventInfo], now: datetime) -> GroupState:
+    def create(self, info: EventInfo, founders: list[EventInfo], now: datetime) -> GroupState:
+        """A new group of ``founders`` and ``info``; its primary is the earliest."""
         members = [*founders, info]
         primary = min(members, key=lambda m: (m.occurred_us, m.sequence))
         group = GroupState(
             group_id=str(uuid.uuid4()),
             created_sequence=self.next_sequence,
             primary_event_id=primary.event_id,
-            title=group_title(primary),
+            title="",
             domain=primary.domain,
             created_at=now,
             updated_at=now,
+            status=S.GROUP_STATUS_BUILDING,
+            type=(
+                correlation_pb2.GROUP_TYPE_MULTI_CAMERA
+                if primary.domain == event_pb2.DOMAIN_CAMERA
+                else correlation_pb2.GROUP_TYPE_INCIDENT
+            ),
         )
         self.groups[group.group_id] = group
-        self._new_groups.add(group.group_id)
+        self.log.new_groups.add(group.group_id)
         self.groups_created += 1
         for member in members:
-            self._join(group, member)
+            self.join(group, member)
         return group
 
-    def _join(self, group: GroupState, event: EventInfo) -> None:
-        if event.event_id in self.window:  # a lone event of the window
+    def join(self, group: GroupState, event: EventInfo) -> None:
+        """Makes ``event`` a member of ``group`` (it may be a lone event of the window)."""
+        was_lone = event.group_id is None and event.event_id in self.window.events
+        if was_lone:
             group.in_window += 1
-            if self._lone_new.pop(event.event_id, None) is None:
-                self._lone_removed.add(event.event_id)
+        self.log.joined(event, was_lone)
         group.add_member(event)
-        self._new_members[event.event_id] = event
 
-    def _absorb(self, base: GroupState, other: GroupState) -> None:
+    def absorb(self, base: GroupState, other: GroupState) -> None:
+        """Folds ``other`` into ``base`` (members, edges, links); ``other`` is gone."""
         for member in other.members.values():
             base.add_member(member)
-        base.edges.extend(other.edges)
+        for edge in other.edges:
+            base.add_edge(edge)
+        base.links.extend(link for link in other.links if link[0] != base.group_id)
         base.in_window += other.in_window
-        del self.groups[other.group_id]
-        self._new_groups.discard(other.group_id)
-        self._dirty.discard(other.group_id)
-        for old, into in self._absorbed.items():
-            if into == other.group_id:
-                self._absorbed[old] = base.group_id
-        if other.group_id in self._persisted:
-            self._absorbed[other.group_id] = base.group_id
-
-    def _emit(
-        self,
-        kind: int,
-        group: GroupState,
-        info: EventInfo,
-        merged: list[str],
-        now: datetime,
-    ) -> correlation_pb2.GroupUpdate:
-        update = correlation_pb2.GroupUpdate(
-            sequence=self.next_sequence,
-            type=kind,  # type: ignore[arg-type]
-            group=group_message(group),
-            event_ids=[info.event_id],
-            other_group_ids=merged,
-        )
-        update.emitted_at.FromDatetime(now)
-        self.next_sequence += 1
-        self._updates.append(update)
-        return update
-
-    def _advance(self, occurred_us: int) -> None:
-        if self.newest_us is None or occurred_us > self.newest_us:
-            self.newest_us = occurred_us
-        horizon = self.horizon_us
-        if horizon is None:
-            return
-        self._horizon = horizon
-        for event in self.window.evict_before(horizon):
-            if event.group_id is None:
-                self._lone_new.pop(event.event_id, None)
-                continue
-            group = self.groups.get(event.group_id)
-            if group is None:
-                continue
-            group.in_window -= 1
-            if group.in_window <= 0:
-                # No member can match anything any more: the group leaves memory.
-                self._retired[group.group_id] = self.groups.pop(group.group_id)
+        self.groups.pop(other.group_id, None)
+        self.headers.pop(other.group_id, None)
+        self.log.absorb(base.group_id, other.group_id, other.group_id in self._persisted)
 
     # -- commit --------------------------------------------------------------------
 
     def take_changes(self) -> Changes:
         """What to write since the last commit; call :meth:`committed` after writing."""
+        log = self.log
 
         def live(group_id: str) -> GroupState | None:
-            return self.groups.get(group_id) or self._retired.get(group_id)
+            found = self.groups.get(group_id) or self.headers.get(group_id)
+            return found or log.retired.get(group_id)
 
-        new_groups = [g for g in map(live, self._new_groups) if g is not None]
-        changed = [g for g in map(live, self._dirty - self._new_groups) if g is not None]
+        def full(group_id: str) -> GroupState | None:
+            return log.retired.get(group_id) or self.groups.get(group_id)
+
+        new_groups = [g for g in map(live, log.new_groups) if g is not None]
+        changed = [g for g in map(live, log.dirty - log.new_groups) if g is not None]
+        rewritten = [g for g in map(full, log.rewritten) if g is not None]
         return Changes(
             new_groups=new_groups,
             changed_groups=changed,
-            new_members=list(self._new_members.values()),
-            new_edges=[(str(info.group_id), edge) for info, edge in self._new_edges],
-            absorbed=dict(self._absorbed),
-            lone_added=list(self._lone_new.values()),
-            lone_removed=sorted(self._lone_removed),
-            horizon_us=self._horizon,
-            updates=list(self._updates),
+            new_members=list(log.new_members.values()),
+            new_edges=[(str(info.group_id), edge) for info, edge in log.new_edges],
+            absorbed=dict(log.absorbed),
+            rewritten=rewritten,
+            new_links=list(log.new_links),
+            lone_added=list(log.lone_new.values()),
+            lone_removed=sorted(log.lone_removed),
+            horizon_us=log.horizon,
+            updates=list(log.updates),
             newest_us=self.newest_us,
             watermark_us=self.watermark_us,
             events_in=self.events_in,
             groups_created=self.groups_created,
+            late_events=self.late_events,
         )
 
     def committed(self) -> None:
         """The last :meth:`take_changes` is durable: start recording afresh."""
-        self._persisted = (self._persisted | self._new_groups) & set(self.groups)
-        self._reset_changes()
+        self._persisted = (self._persisted | self.log.new_groups) & (
+            set(self.groups) | set(self.headers)
+        )
+        self.log = ChangeLog()

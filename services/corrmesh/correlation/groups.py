@@ -1,4 +1,9 @@
-"""A correlation group in memory, and its protobuf form."""
+"""A correlation group in memory, and its protobuf form.
+
+A group is fully in memory (members, edges) while some member is in the
+window; after that only its header stays, as long as its lifecycle can still
+change (until it is archived), so memory does not grow with history.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,12 @@ from google.protobuf import timestamp_pb2
 from corrmesh.correlation.resources import describe
 from corrmesh.correlation.window import EventInfo
 from corrmesh.v1 import correlation_pb2
+
+#: Fingerprints a group remembers for recurrence after it is resolved.
+MAX_REMEMBERED_FINGERPRINTS = 32
+OPEN_STATUSES = frozenset(
+    {correlation_pb2.GROUP_STATUS_BUILDING, correlation_pb2.GROUP_STATUS_ACTIVE}
+)
 
 
 @dataclass(slots=True)
@@ -26,7 +37,7 @@ class Edge:
 
 @dataclass(slots=True)
 class GroupState:
-    """Everything about one group; the engine keeps groups with members in the window."""
+    """Everything about one group the engine needs to place events and move its status."""
 
     group_id: str
     #: Sequence of the update that created it: the stable order of ListGroups.
@@ -42,30 +53,96 @@ class GroupState:
     revision: int = 0
     members: dict[str, EventInfo] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
-    #: Members currently in the window; at 0 the engine lets the group go.
+    #: Members currently in the window; at 0 the engine keeps only the header.
     in_window: int = 0
+    member_count: int = 0
+    first_us: int = 0
+    last_us: int = 0
+    edge_score_sum: float = 0.0
+    edge_count: int = 0
+    #: Event time it was resolved at, when RESOLVED.
+    resolved_us: int | None = None
+    #: (other group id, RelationshipType): recurrence and continuation links.
+    links: list[tuple[str, int]] = field(default_factory=list)
+    #: Fingerprints (or resource keys) still firing; a resolving event removes its own.
+    open_keys: set[str] = field(default_factory=set)
+    fingerprints: list[str] = field(default_factory=list)
+    resource_keys: set[str] = field(default_factory=set)
+    #: event id -> the members it has edges with (correlated_event_ids).
+    neighbours: dict[str, list[str]] = field(default_factory=dict)
+    #: Operator notes and other annotations (Group.metadata).
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: False when only the header is in memory.
+    loaded: bool = True
 
     def add_member(self, event: EventInfo) -> None:
         event.group_id = self.group_id
+        if event.event_id in self.members:
+            return
         self.members[event.event_id] = event
+        if self.member_count == 0:
+            self.first_us = self.last_us = event.occurred_us
+        else:
+            self.first_us = min(self.first_us, event.occurred_us)
+            self.last_us = max(self.last_us, event.occurred_us)
+        self.member_count += 1
         self.severity = max(self.severity, event.severity)
+        key = event.fingerprint or event.resource_key or event.event_id
+        if event.resolves:
+            self.open_keys.discard(key)
+        else:
+            self.open_keys.add(key)
+            if (
+                event.fingerprint
+                and event.fingerprint not in self.fingerprints
+                and len(self.fingerprints) < MAX_REMEMBERED_FINGERPRINTS
+            ):
+                self.fingerprints.append(event.fingerprint)
+        if event.resource_key:
+            self.resource_keys.add(event.resource_key)
+
+    def add_edge(self, edge: Edge) -> None:
+        self.edges.append(edge)
+        self.edge_score_sum += edge.score
+        self.edge_count += 1
+        self.neighbours.setdefault(edge.from_event_id, []).append(edge.to_event_id)
+        self.neighbours.setdefault(edge.to_event_id, []).append(edge.from_event_id)
+
+    def rebuild(self) -> None:
+        """Recomputes every derived field from members and edges (after a split)."""
+        members, edges = list(self.members.values()), list(self.edges)
+        self.members, self.edges, self.neighbours = {}, [], {}
+        self.member_count, self.severity, self.edge_score_sum, self.edge_count = 0, 0, 0.0, 0
+        self.open_keys, self.fingerprints, self.resource_keys = set(), [], set()
+        for member in sorted(members, key=lambda m: m.sequence):
+            self.add_member(member)
+        for edge in edges:
+            self.add_edge(edge)
+        self.retitle()
+
+    def retitle(self) -> None:
+        primary = self.members.get(self.primary_event_id)
+        if primary is not None:
+            self.title = group_title(primary, len(self.resource_keys))
 
     @property
     def aggregate_score(self) -> float:
-        if not self.edges:
-            return 0.0
-        return sum(e.score for e in self.edges) / len(self.edges)
+        """Mean score of the edges that joined the members (0 without edges)."""
+        return self.edge_score_sum / self.edge_count if self.edge_count else 0.0
 
-    def first_last_us(self) -> tuple[int, int]:
-        times = [m.occurred_us for m in self.members.values()]
-        return min(times), max(times)
+    def all_resolved(self) -> bool:
+        return not self.open_keys
 
 
-def group_title(primary: EventInfo) -> str:
-    """The title of a group, from its primary (first) event."""
-    if primary.resource_key:
-        return f"{primary.title} on {describe(primary.resource)}"
-    return primary.title
+def group_title(primary: EventInfo, resources: int = 1) -> str:
+    """The title of a group: its primary (first) event, where, and how wide."""
+    if not primary.resource_key:
+        return primary.title
+    title = f"{primary.title} on {describe(primary.resource)}"
+    if resources > 1:
+        more = resources - 1
+        title += f" and {more} more resource{'s' if more > 1 else ''}"
+    return title
 
 
 def timestamp_us(micros: int) -> timestamp_pb2.Timestamp:
@@ -91,39 +168,42 @@ def timestamp_of(moment: datetime) -> timestamp_pb2.Timestamp:
     return timestamp_us(micros_of(moment))
 
 
-def group_message(group: GroupState) -> correlation_pb2.Group:
-    """The Group message: members in event-time order, each with its correlated ids."""
-    neighbours: dict[str, list[str]] = {}
-    edges = []
-    for edge in group.edges:
-        neighbours.setdefault(edge.from_event_id, []).append(edge.to_event_id)
-        neighbours.setdefault(edge.to_event_id, []).append(edge.from_event_id)
-        edges.append(
-            correlation_pb2.CorrelationEdge(
-                from_event_id=edge.from_event_id,
-                to_event_id=edge.to_event_id,
-                score=edge.score,
-                strategy=edge.strategy,
-                reason=edge.reason,
-                detected_at=timestamp_of(edge.detected_at),
-            )
-        )
-    ordered = sorted(group.members.values(), key=lambda m: (m.occurred_us, m.sequence))
-    members = [
-        correlation_pb2.GroupMember(
-            event_id=m.event_id,
-            correlation_id=m.correlation_id,
-            occurred_at=timestamp_us(m.occurred_us),
-            title=m.title,
-            severity=m.severity,  # type: ignore[arg-type]
-            resource=m.resource,
-            correlated_event_ids=neighbours.get(m.event_id, []),
-            sequence=m.sequence,
-        )
-        for m in ordered
-    ]
-    first_us, last_us = group.first_last_us()
-    return correlation_pb2.Group(
+def edge_message(edge: Edge) -> correlation_pb2.CorrelationEdge:
+    return correlation_pb2.CorrelationEdge(
+        from_event_id=edge.from_event_id,
+        to_event_id=edge.to_event_id,
+        score=edge.score,
+        strategy=edge.strategy,
+        reason=edge.reason,
+        detected_at=timestamp_of(edge.detected_at),
+    )
+
+
+def member_message(group: GroupState, member: EventInfo) -> correlation_pb2.GroupMember:
+    return correlation_pb2.GroupMember(
+        event_id=member.event_id,
+        correlation_id=member.correlation_id,
+        occurred_at=timestamp_us(member.occurred_us),
+        title=member.title,
+        severity=member.severity,  # type: ignore[arg-type]
+        resource=member.resource,
+        correlated_event_ids=group.neighbours.get(member.event_id, []),
+        sequence=member.sequence,
+    )
+
+
+def group_message(
+    group: GroupState,
+    members: list[EventInfo] | None = None,
+    edges: list[Edge] | None = None,
+) -> correlation_pb2.Group:
+    """The Group message with ``members`` and ``edges`` (default: all of them).
+
+    Members come in event-time order, each with the ids it is correlated with.
+    """
+    chosen = list(group.members.values()) if members is None else members
+    chosen.sort(key=lambda m: (m.occurred_us, m.sequence))
+    message = correlation_pb2.Group(
         group_id=group.group_id,
         title=group.title,
         status=group.status,  # type: ignore[arg-type]
@@ -131,13 +211,21 @@ def group_message(group: GroupState) -> correlation_pb2.Group:
         domain=group.domain,  # type: ignore[arg-type]
         severity=group.severity,  # type: ignore[arg-type]
         primary_event_id=group.primary_event_id,
-        members=members,
-        edges=edges,
+        members=[member_message(group, m) for m in chosen],
+        edges=[edge_message(e) for e in (group.edges if edges is None else edges)],
         aggregate_score=group.aggregate_score,
-        member_count=len(group.members),
-        first_event_at=timestamp_us(first_us),
-        last_event_at=timestamp_us(last_us),
+        member_count=group.member_count,
+        first_event_at=timestamp_us(group.first_us),
+        last_event_at=timestamp_us(group.last_us),
         created_at=timestamp_of(group.created_at),
         updated_at=timestamp_of(group.updated_at),
+        links=[
+            correlation_pb2.GroupLink(group_id=other, relationship_type=kind)  # type: ignore[arg-type]
+            for other, kind in group.links
+        ],
+        metadata=group.metadata,
         revision=group.revision,
     )
+    if group.resolved_us is not None:
+        message.resolved_at.CopyFrom(timestamp_us(group.resolved_us))
+    return message

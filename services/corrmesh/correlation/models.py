@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     Integer,
@@ -46,6 +47,12 @@ class EventColumns:
     severity: Mapped[int] = mapped_column(Integer)
     #: The serialized ResourceRef.
     resource: Mapped[bytes] = mapped_column(LargeBinary)
+    description: Mapped[str] = mapped_column(Text, default="")
+    event_type: Mapped[str] = mapped_column(Text, default="")
+    camera_id: Mapped[str] = mapped_column(Text, default="")
+    controller_id: Mapped[str] = mapped_column(Text, default="")
+    detection_type: Mapped[str] = mapped_column(Text, default="")
+    resolves: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class GroupRow(Base):
@@ -67,6 +74,21 @@ class GroupRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revision: Mapped[int] = mapped_column(BigInteger)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Fingerprints it remembers for recurrences, one per line.
+    fingerprints: Mapped[str] = mapped_column(Text, default="")
+    #: Group.metadata as JSON.
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class GroupLinkRow(Base):
+    """A continuation or recurrence link, stored from each side."""
+
+    __tablename__ = "group_links"
+
+    group_id: Mapped[str] = mapped_column(String, primary_key=True)
+    other_group_id: Mapped[str] = mapped_column(String, primary_key=True)
+    relationship_type: Mapped[int] = mapped_column(Integer)
 
 
 class GroupMemberRow(EventColumns, Base):
@@ -121,6 +143,7 @@ class ConsumerOffsetRow(Base):
     newest_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     events_in: Mapped[int] = mapped_column(BigInteger)
     groups_created: Mapped[int] = mapped_column(BigInteger)
+    late_events: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

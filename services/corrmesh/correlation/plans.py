@@ -18,11 +18,19 @@ def pair_key(a: str, b: str) -> ResourcePair:
 
 
 @dataclass(slots=True)
+class Candidate:
+    """An event of the window found for a new event, and by which indexes (bit mask)."""
+
+    event: EventInfo
+    found_by: int
+
+
+@dataclass(slots=True)
 class Plan:
     """One event, prepared: its candidates and the Topology pairs they need."""
 
     event: EventInfo
-    candidates: list[EventInfo]
+    candidates: list[Candidate]
     pairs: PairRefs
     late: bool = False
     duplicate: bool = False
@@ -36,7 +44,11 @@ class Restored:
     next_sequence: int = 1
     events_in: int = 0
     groups_created: int = 0
+    late_events: int = 0
+    #: Groups with a member inside the window: fully loaded.
     groups: list[GroupState] = field(default_factory=list)
+    #: Groups whose status can still change but with no member in the window: headers.
+    headers: list[GroupState] = field(default_factory=list)
     loners: list[EventInfo] = field(default_factory=list)
 
 
@@ -51,6 +63,10 @@ class Changes:
     new_edges: list[tuple[str, Edge]]
     #: Stored groups folded into another: old id -> id of the group they are now in.
     absorbed: dict[str, str]
+    #: Groups whose members and edges are written again whole (after a manual edit).
+    rewritten: list[GroupState]
+    #: (group id, other group id, RelationshipType) links made since the last commit.
+    new_links: list[tuple[str, str, int]]
     lone_added: list[EventInfo]
     lone_removed: list[str]
     #: Stored lone events older than this left the window.
@@ -60,3 +76,4 @@ class Changes:
     watermark_us: int | None
     events_in: int
     groups_created: int
+    late_events: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -9,7 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corrmesh.correlation.groups import Edge, GroupState, datetime_us, micros_of
-from corrmesh.correlation.models import EdgeRow, EventColumns, GroupMemberRow, GroupRow
+from corrmesh.correlation.models import (
+    EdgeRow,
+    EventColumns,
+    GroupLinkRow,
+    GroupMemberRow,
+    GroupRow,
+)
 from corrmesh.correlation.window import EventInfo
 from corrmesh.v1 import event_pb2
 
@@ -37,6 +44,12 @@ def event_values(event: EventInfo) -> dict[str, Any]:
         "title": event.title,
         "severity": event.severity,
         "resource": event.resource.SerializeToString(),
+        "description": event.description,
+        "event_type": event.type,
+        "camera_id": event.camera_id,
+        "controller_id": event.controller_id,
+        "detection_type": event.detection_type,
+        "resolves": event.resolves,
     }
 
 
@@ -53,12 +66,17 @@ def event_of(row: EventColumns, group_id: str | None = None) -> EventInfo:
         resource=event_pb2.ResourceRef.FromString(row.resource),
         title=row.title,
         severity=row.severity,
+        description=row.description,
+        type=row.event_type,
+        camera_id=row.camera_id,
+        controller_id=row.controller_id,
+        detection_type=row.detection_type,
+        resolves=row.resolves,
         group_id=group_id,
     )
 
 
 def group_values(group: GroupState) -> dict[str, Any]:
-    first_us, last_us = group.first_last_us()
     return {
         "group_id": group.group_id,
         "created_sequence": group.created_sequence,
@@ -68,13 +86,16 @@ def group_values(group: GroupState) -> dict[str, Any]:
         "domain": group.domain,
         "severity": group.severity,
         "primary_event_id": group.primary_event_id,
-        "member_count": len(group.members),
+        "member_count": group.member_count,
         "aggregate_score": group.aggregate_score,
-        "first_event_at": datetime_us(first_us),
-        "last_event_at": datetime_us(last_us),
+        "first_event_at": datetime_us(group.first_us),
+        "last_event_at": datetime_us(group.last_us),
         "created_at": group.created_at,
         "updated_at": group.updated_at,
         "revision": group.revision,
+        "resolved_at": None if group.resolved_us is None else datetime_us(group.resolved_us),
+        "fingerprints": "\n".join(group.fingerprints),
+        "metadata_json": json.dumps(group.metadata, sort_keys=True),
     }
 
 
@@ -90,31 +111,66 @@ def edge_values(group_id: str, edge: Edge) -> dict[str, Any]:
     }
 
 
+def header_of(row: GroupRow) -> GroupState:
+    """A group's header from its row: everything but members and edges."""
+    group = GroupState(
+        group_id=row.group_id,
+        created_sequence=row.created_sequence,
+        primary_event_id=row.primary_event_id,
+        title=row.title,
+        domain=row.domain,
+        created_at=datetime_us(micros_of(row.created_at)),
+        updated_at=datetime_us(micros_of(row.updated_at)),
+        status=row.status,
+        type=row.type,
+        severity=row.severity,
+        revision=row.revision,
+        member_count=row.member_count,
+        first_us=micros_of(row.first_event_at),
+        last_us=micros_of(row.last_event_at),
+        resolved_us=None if row.resolved_at is None else micros_of(row.resolved_at),
+        fingerprints=[f for f in row.fingerprints.split("\n") if f],
+        metadata=json.loads(row.metadata_json or "{}"),
+        loaded=False,
+    )
+    # A header keeps the stored mean as one "edge" so aggregate_score reads it back.
+    if row.aggregate_score:
+        group.edge_score_sum, group.edge_count = row.aggregate_score, 1
+    return group
+
+
+def _attach_links(session: Session, groups: dict[str, GroupState], ids: Sequence[str]) -> None:
+    links = select(GroupLinkRow).where(GroupLinkRow.group_id.in_(ids))
+    for link in session.scalars(links.order_by(GroupLinkRow.group_id)):
+        groups[link.group_id].links.append((link.other_group_id, link.relationship_type))
+
+
+def load_headers(session: Session, statuses: Iterable[int], exclude: set[str]) -> list[GroupState]:
+    """Headers of the groups in ``statuses`` other than ``exclude``."""
+    rows = session.scalars(select(GroupRow).where(GroupRow.status.in_(list(statuses)))).all()
+    headers = {r.group_id: header_of(r) for r in rows if r.group_id not in exclude}
+    for part in chunks(list(headers)):
+        _attach_links(session, headers, part)
+    return sorted(headers.values(), key=lambda g: g.created_sequence)
+
+
 def load_groups(session: Session, group_ids: Iterable[str]) -> list[GroupState]:
     """Full groups (members and edges) for ``group_ids``, in creation order."""
     ids = list(dict.fromkeys(group_ids))
     groups: dict[str, GroupState] = {}
     for part in chunks(ids):
         for row in session.scalars(select(GroupRow).where(GroupRow.group_id.in_(part))):
-            groups[row.group_id] = GroupState(
-                group_id=row.group_id,
-                created_sequence=row.created_sequence,
-                primary_event_id=row.primary_event_id,
-                title=row.title,
-                domain=row.domain,
-                created_at=datetime_us(micros_of(row.created_at)),
-                updated_at=datetime_us(micros_of(row.updated_at)),
-                status=row.status,
-                type=row.type,
-                severity=row.severity,
-                revision=row.revision,
-            )
+            header = header_of(row)
+            header.member_count, header.edge_score_sum, header.edge_count = 0, 0.0, 0
+            header.fingerprints = []
+            header.loaded = True
+            groups[row.group_id] = header
         members = select(GroupMemberRow).where(GroupMemberRow.group_id.in_(part))
         for member in session.scalars(members.order_by(GroupMemberRow.sequence)):
-            groups[member.group_id].members[member.event_id] = event_of(member, member.group_id)
+            groups[member.group_id].add_member(event_of(member, member.group_id))
         edges = select(EdgeRow).where(EdgeRow.group_id.in_(part)).order_by(EdgeRow.id)
         for e in session.scalars(edges):
-            groups[e.group_id].edges.append(
+            groups[e.group_id].add_edge(
                 Edge(
                     e.from_event_id,
                     e.to_event_id,
@@ -124,4 +180,5 @@ def load_groups(session: Session, group_ids: Iterable[str]) -> list[GroupState]:
                     datetime_us(micros_of(e.detected_at)),
                 )
             )
+        _attach_links(session, groups, part)
     return sorted(groups.values(), key=lambda g: g.created_sequence)

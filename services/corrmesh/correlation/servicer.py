@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf import duration_pb2
 
+from corrmesh.correlation import feedback, links
 from corrmesh.correlation.config import apply_update
 from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.latency import LatencyReservoir
@@ -28,12 +29,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 #: What each RPC not built yet will do, for the UNIMPLEMENTED message.
 _LATER = {
     "CorrelateEvents": "manual correlation",
-    "LinkCorrelations": "correlation-id links",
-    "ListRelated": "correlation-id links",
     "ResolveGroup": "the group lifecycle",
     "MergeGroups": "manual merges",
     "SplitGroup": "manual splits",
-    "SubmitFeedback": "feedback and weight learning",
     "ExplainGroup": "explanations and root cause",
     "GetTimeline": "timelines",
     "AnalyzePerformance": "performance analysis",
@@ -225,12 +223,35 @@ class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
     async def LinkCorrelations(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.LinkCorrelationsRequest, context: Context
     ) -> correlation_pb2.LinkCorrelationsResponse:
-        await self._not_yet("LinkCorrelations", context)
+        """Stores parent→child links idempotently; rules in :mod:`corrmesh.correlation.links`."""
+        violations = FieldViolations()
+        specs = links.validate_links(request.links, violations)
+        if violations:
+            await abort_invalid(context, violations)
+        try:
+            stored = await asyncio.to_thread(links.link_correlations, self.store.sessions, specs)
+        except links.LinkCycleError as cycle:
+            await abort_invalid(
+                context,
+                [
+                    (
+                        f"links[{cycle.index}]",
+                        "would make a cycle: the parent is already a descendant of the child",
+                    )
+                ],
+            )
+        return correlation_pb2.LinkCorrelationsResponse(links=stored)
 
     async def ListRelated(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.ListRelatedRequest, context: Context
     ) -> correlation_pb2.ListRelatedResponse:
-        await self._not_yet("ListRelated", context)
+        """Linked ids breadth first; an id nobody linked has none (ids are free-form)."""
+        violations = FieldViolations()
+        query = links.validate_related(request, violations)
+        if violations:
+            await abort_invalid(context, violations)
+        related = await asyncio.to_thread(links.list_related, self.store.sessions, query)
+        return correlation_pb2.ListRelatedResponse(related=related)
 
     async def ResolveGroup(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.ResolveGroupRequest, context: Context
@@ -250,7 +271,36 @@ class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
     async def SubmitFeedback(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.SubmitFeedbackRequest, context: Context
     ) -> correlation_pb2.SubmitFeedbackResponse:
-        await self._not_yet("SubmitFeedback", context)
+        """Stores the feedback, then applies the rule of :mod:`.feedback` as UpdateConfig does."""
+        violations = FieldViolations()
+        feedback.validate_feedback(request, violations)
+        if violations:
+            await abort_invalid(context, violations)
+        sessions = self.store.sessions
+        target = await asyncio.to_thread(
+            feedback.read_target, sessions, request.group_id, request.event_id
+        )
+        if target is None:
+            await abort_not_found(context, "group", request.group_id)
+        if (problem := target.problem(request.type)) is not None:
+            await abort_invalid(context, [("event_id", problem)])
+        strategies = target.strategies(request.type)
+        async with self._config_lock:
+            updated = feedback.adjust_weights(
+                self.engine.config, target.domain, strategies, request.type
+            )
+            # Recorded first: a failure after it leaves the record without the
+            # adjustment, never an adjustment nobody can trace back.
+            feedback_id = await asyncio.to_thread(
+                feedback.record_feedback, sessions, request, target.domain, strategies
+            )
+            if strategies:
+                await asyncio.to_thread(self.store.save_config, updated)
+                self.engine.set_config(updated)
+        return correlation_pb2.SubmitFeedbackResponse(
+            feedback_id=feedback_id,
+            weights=feedback.weights_of(updated, target.domain, strategies),
+        )
 
     async def ExplainGroup(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.ExplainGroupRequest, context: Context

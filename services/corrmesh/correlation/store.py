@@ -16,11 +16,12 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from corrmesh.correlation.groups import datetime_us, micros_of
+from corrmesh.correlation.groups import GroupState, datetime_us, micros_of
 from corrmesh.correlation.models import (
     ConsumerOffsetRow,
     CorrelationConfigRow,
     EdgeRow,
+    GroupLinkRow,
     GroupMemberRow,
     GroupRow,
     GroupUpdateRow,
@@ -34,6 +35,7 @@ from corrmesh.correlation.rows import (
     event_values,
     group_values,
     load_groups,
+    load_headers,
 )
 from corrmesh.runtime.db import create_db_engine, migrate, session_factory
 from corrmesh.v1 import correlation_pb2
@@ -43,6 +45,13 @@ VERSION_TABLE = "alembic_version_correlation"
 #: The one consumer of Ingest's log today; partitions will add more names.
 CONSUMER = "ingest"
 _CONFIG_ROW = 1
+#: Groups whose lifecycle can still change: restored as headers when quiet.
+TRACKED_STATUSES = (
+    correlation_pb2.GROUP_STATUS_BUILDING,
+    correlation_pb2.GROUP_STATUS_ACTIVE,
+    correlation_pb2.GROUP_STATUS_STABLE,
+    correlation_pb2.GROUP_STATUS_RESOLVED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +135,27 @@ class CorrelationStore:
                 next_sequence=last + 1,
                 events_in=row.events_in,
                 groups_created=row.groups_created,
+                late_events=row.late_events,
                 groups=load_groups(session, live),
+                headers=load_headers(session, TRACKED_STATUSES, set(live)),
                 loners=[event_of(r) for r in loners],
             )
+
+    def load_groups(self, group_ids: list[str]) -> list[GroupState]:
+        """Full committed groups, for a manual edit."""
+        with self.sessions() as session:
+            return load_groups(session, group_ids)
+
+    def group_ids_of(self, event_ids: list[str]) -> dict[str, str]:
+        """event id -> id of the group it is a member of (committed)."""
+        with self.sessions() as session:
+            found: dict[str, str] = {}
+            for part in chunks(event_ids):
+                query = select(GroupMemberRow.event_id, GroupMemberRow.group_id).where(
+                    GroupMemberRow.event_id.in_(part)
+                )
+                found.update({e: g for e, g in session.execute(query).all()})
+            return found
 
     def commit_batch(self, changes: Changes, through_sequence: int) -> None:
         """Writes one batch's changes and the offset ``through_sequence`` atomically."""
@@ -147,7 +174,25 @@ class CorrelationStore:
                 session.execute(
                     update(EdgeRow).where(EdgeRow.group_id == old).values(group_id=into)
                 )
+                session.execute(
+                    update(GroupLinkRow).where(GroupLinkRow.group_id == old).values(group_id=into)
+                )
+                session.execute(
+                    update(GroupLinkRow)
+                    .where(GroupLinkRow.other_group_id == old)
+                    .values(other_group_id=into)
+                )
                 session.execute(delete(GroupRow).where(GroupRow.group_id == old))
+            if changes.rewritten:
+                self._rewrite(session, changes.rewritten)
+            if changes.new_links:
+                session.execute(
+                    insert(GroupLinkRow),
+                    [
+                        {"group_id": g, "other_group_id": o, "relationship_type": t}
+                        for g, o, t in changes.new_links
+                    ],
+                )
             if changes.new_members:
                 session.execute(
                     insert(GroupMemberRow),
@@ -184,6 +229,26 @@ class CorrelationStore:
             self._store_offset(session, changes, through_sequence, now)
 
     @staticmethod
+    def _rewrite(session: Session, groups: list[GroupState]) -> None:
+        """Writes the members and edges of ``groups`` again whole (after a split).
+
+        Everything old goes first: a moved edge keeps its (from, to) key.
+        """
+        for group in groups:
+            for part in chunks(list(group.members)):
+                session.execute(delete(GroupMemberRow).where(GroupMemberRow.event_id.in_(part)))
+            session.execute(delete(GroupMemberRow).where(GroupMemberRow.group_id == group.group_id))
+            session.execute(delete(EdgeRow).where(EdgeRow.group_id == group.group_id))
+        members = [
+            {**event_values(m), "group_id": g.group_id} for g in groups for m in g.members.values()
+        ]
+        if members:
+            session.execute(insert(GroupMemberRow), members)
+        edges = [edge_values(g.group_id, e) for g in groups for e in g.edges]
+        if edges:
+            session.execute(insert(EdgeRow), edges)
+
+    @staticmethod
     def _store_offset(
         session: Session, changes: Changes, through_sequence: int, now: datetime
     ) -> None:
@@ -194,6 +259,7 @@ class CorrelationStore:
             "newest_event_at": None if newest is None else datetime_us(newest),
             "events_in": changes.events_in,
             "groups_created": changes.groups_created,
+            "late_events": changes.late_events,
             "updated_at": now,
         }
         row = session.get(ConsumerOffsetRow, CONSUMER)

@@ -1,27 +1,49 @@
-"""The event-time window: events that may still be correlated, and indexes.
+"""The event-time window: events that may still be correlated, and their indexes.
 
-Candidates are found by key (fingerprint, resource, resources of one cluster
-for Topology), never by scanning the window. Events leave the window when
-the watermark passes them: an event older than ``watermark - window`` can no
-longer match anything that will be accepted, because an accepted event is
-never older than the watermark. Eviction is driven by event time only, so a
-replay gives the same window as a live run.
+Candidates are found by key, never by scanning the window: by fingerprint, by
+resource, by source, by title token, by the recently active resources of a
+cluster (for Topology) and by camera controller and detection class (for the
+multi-camera strategy). Events leave the window when the watermark passes
+them: an event older than ``watermark - window`` can no longer match anything
+that will be accepted, because an accepted event is never older than the
+watermark. Eviction is driven by event time only, so a replay gives the same
+window as a live run.
 
-Index entries keep arrival order (which is Ingest's sequence order), and a
-lookup returns the most recent entries of a key first, at most ``limit`` of
-them: a key seen a thousand times in the window yields a bounded candidate
-list, and those recent events nearly always share one group already.
+Index entries keep arrival order (Ingest's sequence order), and a lookup
+returns the most recent entries of a key first, at most ``limit`` of them: a
+key seen a thousand times in the window yields a bounded candidate list, and
+those recent events nearly always share one group already.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 from corrmesh.correlation.resources import resource_key
 from corrmesh.v1 import event_pb2
+
+#: Attribute that marks an event as resolving what it matches (besides an
+#: incident whose status is RESOLVED).
+RESOLVES_ATTRIBUTE = "resolves"
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.:/-]*")
+#: Title tokens used to find candidates: the longest ones carry the meaning.
+INDEXED_TOKENS = 8
+_MIN_TOKEN_LENGTH = 3
+
+
+def title_tokens(text: str) -> frozenset[str]:
+    """Lower-cased word tokens of ``text`` (what Jaccard similarity compares)."""
+    return frozenset(_TOKEN.findall(text.lower()))
+
+
+def _resolves(event: event_pb2.Event) -> bool:
+    if event.WhichOneof("details") == "incident":
+        return event.incident.status == event_pb2.ALERT_STATUS_RESOLVED
+    return event.attributes.get(RESOLVES_ATTRIBUTE, "").lower() == "true"
 
 
 @dataclass(slots=True)
@@ -40,14 +62,29 @@ class EventInfo:
     resource: event_pb2.ResourceRef
     title: str
     severity: int
+    description: str = ""
+    type: str = ""
+    camera_id: str = ""
+    controller_id: str = ""
+    detection_type: str = ""
+    #: True for an event that says something is over (a resolved alert).
+    resolves: bool = False
     #: The group it belongs to; None while it is alone.
     group_id: str | None = None
+    #: Key in the camera index (controller and detection class); "" for other events.
+    camera_key: str = ""
+    tokens: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.tokens and self.title:
+            self.tokens = title_tokens(self.title)
 
     @classmethod
     def from_event(cls, event: event_pb2.Event) -> EventInfo:
         ts = event.occurred_at
         resource = event_pb2.ResourceRef()
         resource.CopyFrom(event.resource)
+        camera = event.camera if event.WhichOneof("details") == "camera" else None
         return cls(
             event_id=event.event_id,
             sequence=event.sequence,
@@ -60,6 +97,12 @@ class EventInfo:
             resource=resource,
             title=event.title,
             severity=event.severity,
+            description=event.description,
+            type=event.type,
+            camera_id=camera.camera_id if camera else "",
+            controller_id=camera.controller_id if camera else "",
+            detection_type=camera.detection_type.lower() if camera else "",
+            resolves=_resolves(event),
         )
 
 
@@ -69,13 +112,49 @@ def _take_recent(entries: dict[str, None] | None, limit: int) -> Iterator[str]:
     return islice(reversed(entries), limit)
 
 
+class _KeyIndex:
+    """key -> event ids in arrival order; the newest come back first."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, None]] = {}
+
+    def add(self, key: str, event_id: str) -> None:
+        self.entries.setdefault(key, {})[event_id] = None
+
+    def recent(self, key: str, limit: int) -> Iterator[str]:
+        return _take_recent(self.entries.get(key), limit)
+
+    def discard(self, key: str, event_id: str) -> bool:
+        """Removes ``event_id`` under ``key``; True when the key still has entries."""
+        entries = self.entries.get(key)
+        if entries is None:
+            return False
+        entries.pop(event_id, None)
+        if entries:
+            return True
+        del self.entries[key]
+        return False
+
+
+def indexed_tokens(info: EventInfo) -> list[str]:
+    """The tokens of ``info``'s title that go into the token index."""
+    useful = [t for t in info.tokens if len(t) >= _MIN_TOKEN_LENGTH and not t.isdigit()]
+    useful.sort(key=lambda t: (-len(t), t))
+    return useful[:INDEXED_TOKENS]
+
+
 class EventWindow:
-    """Events inside the window, indexed by fingerprint and by resource."""
+    """Events inside the window and the indexes that find candidates among them."""
 
     def __init__(self) -> None:
         self.events: dict[str, EventInfo] = {}
-        self._by_fingerprint: dict[str, dict[str, None]] = {}
-        self._by_resource: dict[str, dict[str, None]] = {}
+        self.fingerprints = _KeyIndex()
+        self.resources = _KeyIndex()
+        self.sources = _KeyIndex()
+        self.tokens = _KeyIndex()
+        self.cameras = _KeyIndex()
         # cluster -> resource key -> ref, least recently seen first.
         self._resources_by_cluster: dict[str, dict[str, event_pb2.ResourceRef]] = {}
         self._expiry: list[tuple[int, int, str]] = []
@@ -87,16 +166,23 @@ class EventWindow:
         return event_id in self.events
 
     def add(self, event: EventInfo) -> None:
-        """Puts ``event`` in the window and its indexes (O(1))."""
-        self.events[event.event_id] = event
+        """Puts ``event`` in the window and its indexes (O(tokens))."""
+        event_id = event.event_id
+        self.events[event_id] = event
         if event.fingerprint:
-            self._by_fingerprint.setdefault(event.fingerprint, {})[event.event_id] = None
+            self.fingerprints.add(event.fingerprint, event_id)
+        if event.source:
+            self.sources.add(event.source, event_id)
+        for token in indexed_tokens(event):
+            self.tokens.add(token, event_id)
+        if event.camera_key:
+            self.cameras.add(event.camera_key, event_id)
         if event.resource_key:
-            self._by_resource.setdefault(event.resource_key, {})[event.event_id] = None
+            self.resources.add(event.resource_key, event_id)
             recent = self._resources_by_cluster.setdefault(event.resource.cluster, {})
             recent.pop(event.resource_key, None)
             recent[event.resource_key] = event.resource
-        heapq.heappush(self._expiry, (event.occurred_us, event.sequence, event.event_id))
+        heapq.heappush(self._expiry, (event.occurred_us, event.sequence, event_id))
 
     def evict_before(self, horizon_us: int) -> list[EventInfo]:
         """Removes and returns every event older than ``horizon_us``."""
@@ -111,26 +197,32 @@ class EventWindow:
         return evicted
 
     def _unindex(self, event: EventInfo) -> None:
+        event_id = event.event_id
         if event.fingerprint:
-            _discard(self._by_fingerprint, event.fingerprint, event.event_id)
-        if event.resource_key and not _discard(
-            self._by_resource, event.resource_key, event.event_id
-        ):
+            self.fingerprints.discard(event.fingerprint, event_id)
+        if event.source:
+            self.sources.discard(event.source, event_id)
+        for token in indexed_tokens(event):
+            self.tokens.discard(token, event_id)
+        if event.camera_key:
+            self.cameras.discard(event.camera_key, event_id)
+        if event.resource_key and not self.resources.discard(event.resource_key, event_id):
             recent = self._resources_by_cluster.get(event.resource.cluster)
             if recent is not None:
                 recent.pop(event.resource_key, None)
                 if not recent:
                     del self._resources_by_cluster[event.resource.cluster]
 
+    def lookup(self, index: _KeyIndex, key: str, limit: int) -> list[EventInfo]:
+        """The newest ``limit`` events under ``key`` of ``index``, newest first."""
+        events = self.events
+        return [events[i] for i in index.recent(key, limit)]
+
     def by_fingerprint(self, fingerprint: str, limit: int) -> list[EventInfo]:
-        """The newest ``limit`` events with ``fingerprint``, newest first."""
-        ids = _take_recent(self._by_fingerprint.get(fingerprint), limit)
-        return [self.events[i] for i in ids]
+        return self.lookup(self.fingerprints, fingerprint, limit)
 
     def by_resource(self, key: str, limit: int) -> list[EventInfo]:
-        """The newest ``limit`` events about the resource ``key``, newest first."""
-        ids = _take_recent(self._by_resource.get(key), limit)
-        return [self.events[i] for i in ids]
+        return self.lookup(self.resources, key, limit)
 
     def recent_resources(
         self, cluster: str, exclude: str, limit: int
@@ -147,15 +239,3 @@ class EventWindow:
             if len(found) >= limit:
                 break
         return found
-
-
-def _discard(index: dict[str, dict[str, None]], key: str, event_id: str) -> bool:
-    """Removes ``event_id`` under ``key``; True when the key still has entries."""
-    entries = index.get(key)
-    if entries is None:
-        return False
-    entries.pop(event_id, None)
-    if entries:
-        return True
-    del index[key]
-    return False

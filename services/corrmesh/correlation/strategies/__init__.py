@@ -2,24 +2,39 @@
 
 A strategy looks at a new event and one candidate already in the window and
 says whether they belong together, how strongly (a score in [0, 1]) and why,
-in words a person can read. The engine picks candidates from its indexes,
-asks every enabled strategy about each, weighs the answers with the
-configuration (:class:`corrmesh.v1.correlation_pb2.StrategyConfig`) and keeps
-the best. A new strategy subclasses :class:`Strategy` and calls
-:func:`register`; its name becomes valid in ``UpdateConfig``.
+in words a person can read. It also names the window indexes its candidates
+come from (:data:`INDEXES`): the engine looks up only the indexes of the
+strategies enabled for the event's domain, and asks each strategy only about
+candidates its own indexes found, so nothing ever scans the window.
+
+The engine weighs each answer with the configuration
+(:class:`corrmesh.v1.correlation_pb2.StrategyConfig`: enabled, weight,
+threshold, per domain) and keeps the best. To add a strategy, subclass
+:class:`Strategy`, call :func:`register` in its module and import the module
+from :func:`_load_builtins` (or before the engine starts, for one of your
+own); its name then becomes valid in ``UpdateConfig``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from corrmesh.correlation.window import EventInfo
 
 #: (RelationKind, distance) as Topology's RelateResources answers it.
 Relation = tuple[int, int]
+
+# The window's indexes a strategy may draw candidates from.
+FINGERPRINT = "fingerprint"
+RESOURCE = "resource"
+SOURCE = "source"
+TOKENS = "tokens"
+TOPOLOGY = "topology"
+CAMERA = "camera"
+INDEXES = frozenset({FINGERPRINT, RESOURCE, SOURCE, TOKENS, TOPOLOGY, CAMERA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +46,11 @@ class Match:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+def _no_relation(_a: str, _b: str) -> Relation | None:
+    return None
+
+
+@dataclass(slots=True)
 class StrategyContext:
     """What a strategy may consult besides the two events."""
 
@@ -39,7 +58,14 @@ class StrategyContext:
     window_us: int
     #: Topology's answer for two resource keys, or None when there is none
     #: (not asked, or Topology unavailable: "no topology signal").
-    relation: Callable[[str, str], Relation | None]
+    relation: Callable[[str, str], Relation | None] = _no_relation
+    #: Below this, pattern similarity is no signal (config.pattern_similarity_threshold).
+    pattern_threshold: float = 0.7
+    #: The multi-camera window in microseconds.
+    camera_window_us: int = 10_000_000
+    camera_same_controller: bool = True
+    #: Detection type -> its class; similar types share a class.
+    camera_class: Mapping[str, str] = field(default_factory=dict)
 
 
 class Strategy(ABC):
@@ -47,9 +73,15 @@ class Strategy(ABC):
 
     #: The name used in configuration, edges and statistics.
     name: ClassVar[str]
+    #: The window indexes this strategy's candidates come from (see INDEXES).
+    indexes: ClassVar[frozenset[str]]
     #: True when the strategy consults Topology: the engine then collects
     #: resource pairs for it before scoring.
     uses_topology: ClassVar[bool] = False
+
+    def applies_to(self, event: EventInfo) -> bool:
+        """False when the strategy can say nothing about ``event`` at all."""
+        return True
 
     @abstractmethod
     def score(
@@ -57,8 +89,9 @@ class Strategy(ABC):
     ) -> Match | None:
         """The match between ``new_event`` and ``candidate``, or None.
 
-        Both events are inside the window of each other; the strategy must be
-        cheap (tens of microseconds) because it runs for every candidate.
+        Both events are inside the engine's window of each other; the
+        strategy must be cheap (a few microseconds) because it runs for every
+        candidate its indexes found.
         """
 
 
@@ -85,4 +118,12 @@ def create_strategies() -> list[Strategy]:
 
 def _load_builtins() -> None:
     # Imported lazily: the built-in modules import this one for Strategy.
-    from corrmesh.correlation.strategies import direct_link  # noqa: F401
+    from corrmesh.correlation.strategies import (  # noqa: F401
+        combined,
+        fingerprint,
+        multi_camera,
+        pattern,
+        source,
+        temporal,
+        topology,
+    )

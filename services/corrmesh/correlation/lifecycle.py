@@ -1,0 +1,254 @@
+"""Group lifecycle on event time, and the updates that announce every change.
+
+BUILDING (fewer than ``min_events_to_activate`` members or an aggregate score
+below ``min_score_to_activate``) → ACTIVE → STABLE (no new member for
+``stabilize_after`` of event time) → RESOLVED (every fingerprint, or resource,
+that fired in it has seen a resolving event, or an operator said so) →
+ARCHIVED (``archive_after`` after it was resolved, or after its last event
+when it only went stable). A new member wakes a STABLE group up again. An
+event matching a RESOLVED or ARCHIVED group does not join it: it opens a new
+group linked to the old one as a RECURRENCE; so does an unmatched event whose
+fingerprint a resolved group remembers.
+
+The watermark drives the clock: transitions fire when it passes their due
+time, from a heap holding one entry per group (re-pushed lazily when the
+group moved on meanwhile), so each costs O(log G) and nothing scans groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from collections.abc import Callable
+from datetime import datetime
+
+from corrmesh.correlation.changes import ChangeLog
+from corrmesh.correlation.config import duration_us
+from corrmesh.correlation.groups import Edge, GroupState, group_message
+from corrmesh.correlation.window import EventInfo, EventWindow
+from corrmesh.v1 import correlation_pb2
+
+S = correlation_pb2.GroupStatus
+U = correlation_pb2.GroupUpdateType
+#: A new event may join groups in these states.
+OPEN_FOR_JOINING = frozenset(
+    {S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE, S.GROUP_STATUS_STABLE}
+)
+
+
+class LifecycleMixin:
+    """The lifecycle part of :class:`~corrmesh.correlation.engine.CorrelationEngine`."""
+
+    config: correlation_pb2.CorrelationConfig
+    groups: dict[str, GroupState]
+    window: EventWindow
+    log: ChangeLog
+    newest_us: int | None
+    next_sequence: int
+    _window_us: int
+    _lateness_us: int
+    _clock: Callable[[], datetime]
+
+    def configure_lifecycle(self, config: correlation_pb2.CorrelationConfig) -> None:
+        self._stabilize_us = duration_us(config.stabilize_after)
+        self._archive_us = duration_us(config.archive_after)
+
+    def reset_lifecycle(self) -> None:
+        #: Groups whose lifecycle can still change but with no member in the window.
+        self.headers: dict[str, GroupState] = {}
+        #: Fingerprint -> the resolved group that remembers it (for recurrences).
+        self.resolved_fingerprints: dict[str, str] = {}
+        self._due: list[tuple[int, str]] = []
+
+    @property
+    def watermark_us(self) -> int | None:  # defined by the engine
+        raise NotImplementedError
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def track(self, group: GroupState) -> None:
+        """Starts following ``group``'s lifecycle (after a restore or a change of state)."""
+        if not group.loaded:
+            self.headers[group.group_id] = group
+        if group.status == S.GROUP_STATUS_RESOLVED:
+            self._remember(group)
+        due = self._due_at(group)
+        if due is not None:
+            heapq.heappush(self._due, (due, group.group_id))
+
+    def settle(self, group: GroupState) -> None:
+        """``group`` has no member left in the window: keep its header only."""
+        self.groups.pop(group.group_id, None)
+        self.log.retired[group.group_id] = group
+        if group.status == S.GROUP_STATUS_ARCHIVED:
+            return
+        header = dataclasses.replace(
+            group, members={}, edges=[], neighbours={}, open_keys=set(), loaded=False
+        )
+        self.headers[group.group_id] = header
+
+    def _remember(self, group: GroupState) -> None:
+        for fingerprint in group.fingerprints:
+            self.resolved_fingerprints[fingerprint] = group.group_id
+
+    def _forget(self, group: GroupState) -> None:
+        for fingerprint in group.fingerprints:
+            if self.resolved_fingerprints.get(fingerprint) == group.group_id:
+                del self.resolved_fingerprints[fingerprint]
+
+    def _due_at(self, group: GroupState) -> int | None:
+        if group.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE):
+            return group.last_us + self._stabilize_us
+        if group.status == S.GROUP_STATUS_STABLE:
+            return group.last_us + self._archive_us
+        if group.status == S.GROUP_STATUS_RESOLVED and group.resolved_us is not None:
+            return group.resolved_us + self._archive_us
+        return None
+
+    def find_group(self, group_id: str) -> GroupState | None:
+        return self.groups.get(group_id) or self.headers.get(group_id)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def activated(self, group: GroupState) -> bool:
+        """Enough evidence to call it an incident."""
+        return (
+            group.member_count >= self.config.min_events_to_activate
+            and group.aggregate_score >= self.config.min_score_to_activate
+        )
+
+    def changed(
+        self,
+        group: GroupState,
+        kind: int,
+        event_ids: list[str],
+        now: datetime,
+        delta: tuple[list[EventInfo], list[Edge]] | None = None,
+        other_group_ids: list[str] | None = None,
+        cause: EventInfo | None = None,
+        created: bool = False,
+    ) -> None:
+        """Records a change of ``group`` caused by ``cause`` and announces it.
+
+        ``delta`` is what the update carries (members and edges this change
+        added); None carries the whole group.
+        """
+        group.revision += 1
+        group.updated_at = now
+        self.log.dirty.add(group.group_id)
+        before = group.status
+        if cause is not None:
+            self._evaluate(group, cause)
+        group.retitle()
+        members, edges = (None, None) if delta is None else delta
+        self.emit(kind, group, event_ids, now, members, edges, other_group_ids or [])
+        if group.status != before and not created:
+            self.emit(U.GROUP_UPDATE_TYPE_STATUS_CHANGED, group, event_ids, now, [], [], [])
+        if group.status != before or created:
+            self.track(group)
+
+    def _evaluate(self, group: GroupState, cause: EventInfo) -> None:
+        if cause.resolves:
+            if group.all_resolved() and group.status in OPEN_FOR_JOINING:
+                self.set_resolved(group, cause.occurred_us)
+            return
+        if group.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_STABLE):
+            group.status = (
+                S.GROUP_STATUS_ACTIVE if self.activated(group) else S.GROUP_STATUS_BUILDING
+            )
+
+    def set_resolved(self, group: GroupState, at_us: int) -> None:
+        group.status = S.GROUP_STATUS_RESOLVED
+        group.resolved_us = at_us
+        self._remember(group)
+
+    def emit(
+        self,
+        kind: int,
+        group: GroupState,
+        event_ids: list[str],
+        now: datetime,
+        members: list[EventInfo] | None,
+        edges: list[Edge] | None,
+        other_group_ids: list[str],
+    ) -> correlation_pb2.GroupUpdate:
+        """Appends one update to the log; its sequence is the next in order."""
+        update = correlation_pb2.GroupUpdate(
+            sequence=self.next_sequence,
+            type=kind,  # type: ignore[arg-type]
+            group=group_message(group, members, edges),
+            event_ids=event_ids,
+            other_group_ids=other_group_ids,
+        )
+        update.emitted_at.FromDatetime(now)
+        self.next_sequence += 1
+        self.log.updates.append(update)
+        return update
+
+    def link(self, parent_id: str, child: GroupState, kind: int) -> None:
+        """Links ``child`` to ``parent_id`` both ways (continuation, recurrence)."""
+        child.links.append((parent_id, kind))
+        self.log.new_links.append((child.group_id, parent_id, kind))
+        parent = self.find_group(parent_id)
+        if parent is None:
+            return
+        parent.links.append((child.group_id, kind))
+        self.log.new_links.append((parent_id, child.group_id, kind))
+        parent.revision += 1
+        self.log.dirty.add(parent_id)
+        if kind == correlation_pb2.RELATIONSHIP_TYPE_RECURRENCE:
+            self._forget(parent)
+
+    # -- the clock ----------------------------------------------------------------------
+
+    def advance(self, event_us: int) -> None:
+        """Moves event time to ``event_us``: due transitions fire, old events leave."""
+        if self.newest_us is None or event_us > self.newest_us:
+            self.newest_us = event_us
+        watermark = self.watermark_us
+        if watermark is None:
+            return
+        self._run_due(watermark)
+        horizon = watermark - self._window_us
+        self.log.horizon = horizon
+        for event in self.window.evict_before(horizon):
+            if event.group_id is None:
+                self.log.lone_new.pop(event.event_id, None)
+                continue
+            group = self.groups.get(event.group_id)
+            if group is None:
+                continue
+            group.in_window -= 1
+            if group.in_window <= 0:
+                self.settle(group)
+
+    def _run_due(self, watermark: int) -> None:
+        while self._due and self._due[0][0] <= watermark:
+            _, group_id = heapq.heappop(self._due)
+            group = self.find_group(group_id)
+            if group is None:
+                continue
+            due = self._due_at(group)
+            if due is None:
+                continue
+            if due > watermark:
+                heapq.heappush(self._due, (due, group_id))
+                continue
+            self._transition(group)
+
+    def _transition(self, group: GroupState) -> None:
+        if group.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE):
+            group.status = S.GROUP_STATUS_STABLE
+        else:
+            group.status = S.GROUP_STATUS_ARCHIVED
+            self._forget(group)
+        now = self._clock()
+        group.revision += 1
+        group.updated_at = now
+        self.log.dirty.add(group.group_id)
+        self.emit(U.GROUP_UPDATE_TYPE_STATUS_CHANGED, group, [], now, [], [], [])
+        if group.status == S.GROUP_STATUS_ARCHIVED:
+            if self.headers.pop(group.group_id, None) is not None:
+                self.log.retired[group.group_id] = group
+        else:
+            self.track(group)
