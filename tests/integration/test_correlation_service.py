@@ -455,6 +455,24 @@ async def test_bad_requests_are_named_and_the_rest_is_unimplemented(
             (stub.GetGroup(correlation_pb2.GetGroupRequest()), ["group_id"]),
             (stub.GetGroupForEvent(correlation_pb2.GetGroupForEventRequest()), ["event_id"]),
             (stub.UpdateConfig(correlation_pb2.UpdateConfigRequest()), ["config"]),
+            (stub.ExplainGroup(correlation_pb2.ExplainGroupRequest()), ["group_id"]),
+            (
+                stub.ResolveGroup(correlation_pb2.ResolveGroupRequest(note="x" * 1001)),
+                ["group_id", "note"],
+            ),
+            (stub.CorrelateEvents(correlation_pb2.CorrelateEventsRequest()), ["event_ids"]),
+            (
+                stub.CorrelateEvents(correlation_pb2.CorrelateEventsRequest(event_ids=["a"])),
+                ["event_ids"],
+            ),
+            (
+                stub.CorrelateEvents(
+                    correlation_pb2.CorrelateEventsRequest(event_ids=["a", "", "a"])
+                ),
+                ["event_ids[1]", "event_ids[2]"],
+            ),
+            (stub.MergeGroups(correlation_pb2.MergeGroupsRequest(group_ids=["g"])), ["group_ids"]),
+            (stub.SplitGroup(correlation_pb2.SplitGroupRequest()), ["group_id", "event_ids"]),
         ]
         for call, fields in cases:
             with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -472,9 +490,22 @@ async def test_bad_requests_are_named_and_the_rest_is_unimplemented(
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert bad_request_fields(error.value) == fields
 
+        for call in (
+            stub.MergeGroups(correlation_pb2.MergeGroupsRequest(group_ids=["g-1", "g-2"])),
+            stub.ResolveGroup(correlation_pb2.ResolveGroupRequest(group_id="g-1")),
+            stub.SplitGroup(correlation_pb2.SplitGroupRequest(group_id="g-1", event_ids=["e"])),
+            stub.CorrelateEvents(correlation_pb2.CorrelateEventsRequest(event_ids=["e-1", "e-2"])),
+            stub.ExplainGroup(correlation_pb2.ExplainGroupRequest(group_id="g-1")),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await call
+            assert error.value.code() == grpc.StatusCode.NOT_FOUND
+            assert ("g-1" in (error.value.details() or "")) or (
+                "e-1" in (error.value.details() or "")
+            )
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            await stub.MergeGroups(correlation_pb2.MergeGroupsRequest(group_ids=["a", "b"]))
+            await stub.GetTimeline(correlation_pb2.GetTimelineRequest(group_id="g"))
         assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "MergeGroups is not implemented yet" in (error.value.details() or "")
+        assert "GetTimeline is not implemented yet" in (error.value.details() or "")
         # The server keeps serving.
         assert (await stub.GetConfig(correlation_pb2.GetConfigRequest())).config.enabled

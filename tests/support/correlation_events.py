@@ -82,7 +82,11 @@ class Feeder:
         self.sequence += 1
         built.sequence = self.sequence
         plan = self.engine.prepare(built)
-        return self.engine.apply(plan, relation)
+        updates = self.engine.apply(plan, relation)
+        # What the consumer does after writing a batch: the change log starts afresh.
+        self.engine.take_changes()
+        self.engine.committed()
+        return updates
 
 
 def incident_storm(count: int, seed: int = 7) -> list[event_pb2.Event]:
@@ -115,3 +119,31 @@ def incident_storm(count: int, seed: int = 7) -> list[event_pb2.Event]:
         built.severity = rng.choice([1, 2, 3, 4])  # type: ignore[assignment]
         events.append(built)
     return events
+
+
+def camera(
+    at: float,
+    camera_id: str,
+    detection_type: str = "person",
+    controller_id: str = "nvr-1",
+    *,
+    event_id: str | None = None,
+    confidence: float = 0.9,
+) -> event_pb2.Event:
+    """A smart detection of ``camera_id`` ``at`` seconds after BASE_TIME."""
+    built = event(
+        at,
+        event_id=event_id,
+        domain=event_pb2.DOMAIN_CAMERA,
+        source=f"protect/{controller_id}",
+        title=f"{detection_type.capitalize()} detected",
+        type=detection_type,
+        severity=event_pb2.SEVERITY_INFO,
+    )
+    built.camera.camera_id = camera_id
+    built.camera.controller_id = controller_id
+    built.camera.detection_type = detection_type
+    built.camera.confidence = confidence
+    built.resource.kind = "Camera"
+    built.resource.name = camera_id
+    return built

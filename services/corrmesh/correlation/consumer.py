@@ -19,14 +19,11 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import Link
 
-from corrmesh.correlation.config import duration_us
-from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.plans import PairRefs
 from corrmesh.correlation.relations import TopologyRelations
 from corrmesh.correlation.resources import resource_key
-from corrmesh.correlation.store import CorrelationStore
-from corrmesh.runtime.streams import HeadNotifier
 from corrmesh.runtime.tracing import capture_trace_context, context_of, event_span, tracer
 from corrmesh.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -47,36 +44,28 @@ class Consumer:
 
     def __init__(
         self,
-        engine: CorrelationEngine,
-        store: CorrelationStore,
+        gate: EngineGate,
         ingest: grpc.aio.Channel,
         relations: TopologyRelations,
-        notifier: HeadNotifier,
         latency: LatencyReservoir,
     ) -> None:
-        self.engine = engine
-        self.store = store
+        self.gate = gate
+        self.engine = gate.engine
         self.relations = relations
-        self.notifier = notifier
         self.latency = latency
         self._stub = ingest_pb2_grpc.IngestServiceStub(ingest)
         self._call: grpc.aio.UnaryStreamCall | None = None  # type: ignore[type-arg]
         self._stopping = False
-        #: Last Ingest sequence whose effects are committed.
-        self.offset = 0
         self.connected = asyncio.Event()
+
+    @property
+    def offset(self) -> int:
+        """Last Ingest sequence whose effects are committed."""
+        return self.gate.offset
 
     async def recover(self) -> None:
         """Reloads the offset and the engine's window from the store."""
-        config = self.engine.config
-        offset, state = await asyncio.to_thread(
-            self.store.load_state,
-            duration_us(config.temporal_window),
-            duration_us(config.allowed_lateness),
-        )
-        self.engine.restore(state)
-        self.offset = offset
-        self.notifier.announce(state.next_sequence - 1)
+        await self.gate.recover()
 
     async def run(self) -> None:
         """Subscribes from the committed offset; reconnects with backoff until stopped."""
@@ -141,6 +130,10 @@ class Consumer:
 
     async def handle(self, response: ingest_pb2.SubscribeResponse) -> None:
         """Analyses one batch and commits it with the offset it reaches."""
+        async with self.gate.lock:
+            await self._handle(response)
+
+    async def _handle(self, response: ingest_pb2.SubscribeResponse) -> None:
         events = [e for e in response.events if e.sequence > self.offset]
         self.relations.start_batch()
         for index, event in enumerate(events):
@@ -157,13 +150,7 @@ class Consumer:
                         update.trace_context.CopyFrom(context)
                 if not plan.duplicate:
                     self.latency.add(time.perf_counter() - started)
-        through = max(response.through_sequence, self.offset)
-        changes = self.engine.take_changes()
-        await asyncio.to_thread(self.store.commit_batch, changes, through)
-        self.engine.committed()
-        self.offset = through
-        if changes.updates:
-            self.notifier.announce(changes.updates[-1].sequence)
+        await self.gate.commit(max(response.through_sequence, self.offset))
 
     async def _ask_topology(self, needed: PairRefs, rest: list[event_pb2.Event]) -> None:
         """One RelateResources call for this event's pairs and the batch's likely ones.

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from corrmesh.correlation.config import default_config
 from corrmesh.correlation.consumer import Consumer
 from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.queries import GroupQueries
 from corrmesh.correlation.relations import TopologyRelations
@@ -40,15 +41,15 @@ class CorrelationApp(ServiceApp):
         self.notifier = HeadNotifier()
         self.latency = LatencyReservoir()
         self.engine = CorrelationEngine(default_config())
+        self.gate = EngineGate(self.engine, self.store, self.notifier)
         self.consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._health: dict[str, health_pb2_grpc.HealthStub] = {}
 
     def register(self, server: grpc.aio.Server) -> None:
-        servicer = CorrelationServicer(
-            self.engine, self.store, self.queries, self.notifier, self.latency, self.stopping
-        )
+        servicer = CorrelationServicer(self.gate, self.queries, self.latency, self.stopping)
         correlation_pb2_grpc.add_CorrelationServiceServicer_to_server(servicer, server)
 
     async def start(self) -> None:
@@ -70,27 +71,25 @@ class CorrelationApp(ServiceApp):
             channel = open_channel(address, settings, traced=False)
             self._channels.append(channel)
             self._health[name] = health_pb2_grpc.HealthStub(channel)
-        self.consumer = Consumer(
-            self.engine,
-            self.store,
-            ingest,
-            TopologyRelations(topology),
-            self.notifier,
-            self.latency,
-        )
-        await self.consumer.recover()
+        self.consumer = Consumer(self.gate, ingest, TopologyRelations(topology), self.latency)
+        await self.gate.recover()
         self._task = asyncio.create_task(self.consumer.run(), name="correlation-consumer")
+        self._clock_task = asyncio.create_task(
+            self.gate.run_clock(self.stopping), name="correlation-clock"
+        )
 
     async def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.stop()
-        if self._task is not None:
+        for task in (self._task, self._clock_task):
+            if task is None:
+                continue
             try:
-                await asyncio.wait_for(self._task, self.settings.grace_seconds)
+                await asyncio.wait_for(task, self.settings.grace_seconds)
             except TimeoutError:
-                self._task.cancel()
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                    await task
         for channel in self._channels:
             await channel.close()
         self.store.close()

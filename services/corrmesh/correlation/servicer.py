@@ -15,24 +15,19 @@ from google.protobuf import duration_pb2
 
 from corrmesh.correlation import feedback, links
 from corrmesh.correlation.config import apply_update
-from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.edits import GroupEditRpcs
+from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.queries import GroupFilter, GroupQueries
-from corrmesh.correlation.store import CorrelationStore
 from corrmesh.runtime import paging
 from corrmesh.runtime.errors import FieldViolations, abort_invalid, abort_not_found
-from corrmesh.runtime.streams import HeadNotifier, clamp_batch, follow
+from corrmesh.runtime.streams import clamp_batch, follow
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 #: What each RPC not built yet will do, for the UNIMPLEMENTED message.
 _LATER = {
-    "CorrelateEvents": "manual correlation",
-    "ResolveGroup": "the group lifecycle",
-    "MergeGroups": "manual merges",
-    "SplitGroup": "manual splits",
-    "ExplainGroup": "explanations and root cause",
     "GetTimeline": "timelines",
     "AnalyzePerformance": "performance analysis",
 }
@@ -67,22 +62,21 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return value
 
 
-class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
+class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationServiceServicer):
     """The RPCs over the engine, its store and its update log."""
 
     def __init__(
         self,
-        engine: CorrelationEngine,
-        store: CorrelationStore,
+        gate: EngineGate,
         queries: GroupQueries,
-        notifier: HeadNotifier,
         latency: LatencyReservoir,
         stopping: asyncio.Event,
     ) -> None:
-        self.engine = engine
-        self.store = store
+        self.gate = gate
+        self.engine = gate.engine
+        self.store = gate.store
         self.queries = queries
-        self.notifier = notifier
+        self.notifier = gate.notifier
         self.latency = latency
         self.stopping = stopping
         self._config_lock = asyncio.Lock()
@@ -206,19 +200,14 @@ class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
             self.engine.set_config(updated)
         return correlation_pb2.UpdateConfigResponse(config=updated)
 
-    # -- not built yet: the full engine (groups lifecycle, manual edits, analysis) --
+    # -- not built yet: DICOM timelines and performance analysis --
 
     async def _not_yet(self, name: str, context: Context) -> NoReturn:
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
-            f"{name} is not implemented yet: {_LATER[name]} comes with the full correlation engine",
+            f"{name} is not implemented yet: {_LATER[name]} comes with DICOM processing analytics",
         )
         raise AssertionError("abort returned")  # pragma: no cover
-
-    async def CorrelateEvents(  # noqa: N802 (gRPC method name)
-        self, request: correlation_pb2.CorrelateEventsRequest, context: Context
-    ) -> correlation_pb2.CorrelateEventsResponse:
-        await self._not_yet("CorrelateEvents", context)
 
     async def LinkCorrelations(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.LinkCorrelationsRequest, context: Context
@@ -253,21 +242,6 @@ class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
         related = await asyncio.to_thread(links.list_related, self.store.sessions, query)
         return correlation_pb2.ListRelatedResponse(related=related)
 
-    async def ResolveGroup(  # noqa: N802 (gRPC method name)
-        self, request: correlation_pb2.ResolveGroupRequest, context: Context
-    ) -> correlation_pb2.ResolveGroupResponse:
-        await self._not_yet("ResolveGroup", context)
-
-    async def MergeGroups(  # noqa: N802 (gRPC method name)
-        self, request: correlation_pb2.MergeGroupsRequest, context: Context
-    ) -> correlation_pb2.MergeGroupsResponse:
-        await self._not_yet("MergeGroups", context)
-
-    async def SplitGroup(  # noqa: N802 (gRPC method name)
-        self, request: correlation_pb2.SplitGroupRequest, context: Context
-    ) -> correlation_pb2.SplitGroupResponse:
-        await self._not_yet("SplitGroup", context)
-
     async def SubmitFeedback(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.SubmitFeedbackRequest, context: Context
     ) -> correlation_pb2.SubmitFeedbackResponse:
@@ -301,11 +275,6 @@ class CorrelationServicer(correlation_pb2_grpc.CorrelationServiceServicer):
             feedback_id=feedback_id,
             weights=feedback.weights_of(updated, target.domain, strategies),
         )
-
-    async def ExplainGroup(  # noqa: N802 (gRPC method name)
-        self, request: correlation_pb2.ExplainGroupRequest, context: Context
-    ) -> correlation_pb2.ExplainGroupResponse:
-        await self._not_yet("ExplainGroup", context)
 
     async def GetTimeline(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.GetTimelineRequest, context: Context

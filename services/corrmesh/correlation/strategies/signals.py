@@ -15,7 +15,7 @@ from corrmesh.correlation.window import EventInfo, title_tokens
 #: Both strings at most this long: edit distance joins token Jaccard, because
 #: one changed word of a short title moves Jaccard too far ("disk full" vs
 #: "disk ful").
-SHORT_TEXT = 40
+SHORT_TEXT = 24
 TITLE_SHARE = 0.6
 DESCRIPTION_SHARE = 0.3
 SAME_SEVERITY_BONUS = 0.1
