@@ -19,7 +19,7 @@ from corrmesh.correlation.models import EdgeRow, GroupMemberRow, GroupRow
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.runtime.errors import bad_request_fields
 from corrmesh.v1 import correlation_pb2, event_pb2
-from tests.integration.test_correlation_service import Mesh, mesh
+from tests.support.correlation_mesh import Mesh, mesh
 from tests.support.correlation_events import event
 
 F = correlation_pb2.FeedbackType

@@ -14,7 +14,7 @@ from corrmesh.correlation.links import CorrelationLinkRow, add_links
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.runtime.errors import bad_request_fields
 from corrmesh.v1 import correlation_pb2
-from tests.integration.test_correlation_service import mesh
+from tests.support.correlation_mesh import mesh
 
 R = correlation_pb2.RelationshipType
 SPAWNED, RELATED, BATCH = (
