@@ -49,31 +49,36 @@ async def test_service_status_reports_stopped_listeners(database_url: str) -> No
     assert not dimse.HasField("started_at")
 
 
-async def test_engine_rpcs_are_unimplemented_and_server_keeps_serving(database_url: str) -> None:
+async def test_engine_rpcs_check_their_requests(database_url: str) -> None:
     async with (
         running(SpannerApp, "spanner", database_url=database_url) as (_app, address),
         grpc.aio.insecure_channel(address) as channel,
     ):
         stub = spanner_pb2_grpc.SpannerServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            async for _ in stub.Query(pb.QueryRequest(config_id="x")):
+            bad = pb.QueryRequest(information_model=9)  # type: ignore[arg-type]
+            async for _ in stub.Query(bad):
                 pytest.fail("Query yielded a response")
-        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "Query" in (caught.value.details() or "")
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(bad_request_fields(caught.value)) == {"config_id", "level"}
+
+        request = pb.QueryRequest(config_id="missing", level=pb.QUERY_LEVEL_STUDY)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.Query(request):
+                pytest.fail("Query yielded a response")
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            async for _ in stub.Retrieve(pb.RetrieveRequest()):
+            async for _ in stub.Retrieve(pb.RetrieveRequest(level=pb.QUERY_LEVEL_IMAGE)):
                 pytest.fail("Retrieve yielded a response")
-        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert {"config_id", "study_instance_uid", "sop_instance_uids"} <= set(
+            bad_request_fields(caught.value)
+        )
 
-        for call, request in (
-            (stub.StartListeners, pb.StartListenersRequest()),
-            (stub.StopListeners, pb.StopListenersRequest()),
-            (stub.RestartListener, pb.RestartListenerRequest(listener_id="dicomweb")),
-        ):
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await call(request)  # type: ignore[arg-type]
-            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.RestartListener(pb.RestartListenerRequest(listener_id="nope"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
         assert (await stub.GetServiceStatus(pb.GetServiceStatusRequest())).listeners
 

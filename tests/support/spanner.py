@@ -19,6 +19,7 @@ from tests.support.inprocess import running
 
 if TYPE_CHECKING:
     from corrmesh.v1.spanner_pb2_grpc import SpannerServiceAsyncStub as Stub
+    from tests.support.dicom_peers import Peers
 
 
 @asynccontextmanager
@@ -69,3 +70,90 @@ async def create_node(stub: Stub, name: str = "Orthanc", **fields: object) -> pb
     node = pb.DicomNode(name=name, ae_title="ORTHANC", host="127.0.0.1", port=4242)
     node.MergeFrom(pb.DicomNode(**fields))  # type: ignore[arg-type]
     return (await stub.CreateDicomNode(pb.CreateDicomNodeRequest(node=node))).node
+
+
+PEER_KEYS = ("a", "b", "c")
+
+
+async def span_peers(
+    stub: Stub,
+    peers: Peers,
+    name: str = "Peers",
+    *,
+    order: tuple[str, ...] = PEER_KEYS,
+    dicomweb: tuple[str, ...] = (),
+    **config: object,
+) -> tuple[str, dict[str, str]]:
+    """A configuration over the real peers ("a", "b", "c" = Orthanc A, B, dcmqrscp);
+    ``order`` gives their priority (first preferred), ``dicomweb`` which ones are
+    asked over QIDO-RS. Returns (config_id, peer key -> node_id)."""
+    fields: dict[str, object] = {"enabled": True, "supports_dimse_scp": True, "supports_qido": True}
+    fields.update(config)
+    created = await create_config(stub, name, **fields)
+    by_key = {"a": peers.orthanc_a, "b": peers.orthanc_b, "c": peers.dcmqrscp}
+    nodes: dict[str, str] = {}
+    for priority, key in enumerate(order):
+        peer = by_key[key]
+        node = await create_node(
+            stub, f"{name}-{peer.name}", ae_title=peer.ae_title, port=peer.port,
+            dicomweb_base_url=peer.dicomweb_url, enabled=True,
+        )  # fmt: skip
+        protocol = pb.SOURCE_PROTOCOL_DICOMWEB if key in dicomweb else pb.SOURCE_PROTOCOL_DIMSE
+        await stub.AddSourceMapping(
+            pb.AddSourceMappingRequest(
+                mapping=pb.SourceMapping(
+                    config_id=created.config_id, node_id=node.node_id, priority=priority,
+                    protocol=protocol, enabled=True,
+                )
+            )
+        )  # fmt: skip
+        nodes[key] = node.node_id
+    return created.config_id, nodes
+
+
+def identifier(**keys: str | list[str]) -> pb.DicomDataset:
+    """A DicomDataset of keywords and values ("" asks for the attribute back)."""
+    out = pb.DicomDataset()
+    for keyword, value in keys.items():
+        values = value if isinstance(value, list) else ([value] if value else [])
+        out.attributes.append(pb.DicomAttribute(keyword=keyword, values=values))
+    return out
+
+
+async def run_query(
+    stub: Stub, config_id: str, level: int, keys: pb.DicomDataset, **fields: object
+) -> tuple[list[pb.QueryMatch], list[pb.SourceStatus], pb.QuerySummary]:
+    """Runs Query to the end: (matches, streamed statuses, summary)."""
+    matches, statuses, summary = [], [], pb.QuerySummary()
+    request = pb.QueryRequest(config_id=config_id, level=level, identifier=keys, **fields)  # type: ignore[arg-type]
+    async for response in stub.Query(request):
+        kind = response.WhichOneof("item")
+        if kind == "match":
+            matches.append(response.match)
+        elif kind == "source_status":
+            statuses.append(response.source_status)
+        else:
+            summary = response.summary
+    return matches, statuses, summary
+
+
+def values_of(match: pb.QueryMatch, keyword: str) -> list[str]:
+    """The values of ``keyword`` in a match (empty when absent)."""
+    for attribute in match.dataset.attributes:
+        if attribute.keyword == keyword:
+            return list(attribute.values)
+    return []
+
+
+@asynccontextmanager
+async def spanner_with_listeners(
+    database_url: str, dimse_port: int, web_port: int
+) -> AsyncIterator[tuple[Stub, SpannerApp]]:
+    """A Spanner whose listeners use the given ports (started by the test)."""
+    async with (
+        running(SpannerApp, "spanner", database_url=database_url) as (app, address),
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        assert isinstance(app, SpannerApp)
+        app.listeners.dimse_port, app.listeners.web_port = dimse_port, web_port
+        yield spanner_pb2_grpc.SpannerServiceStub(channel), app

@@ -1,6 +1,5 @@
-"""SpannerService over gRPC: the configuration API, the query log listing and
-the service status. Query, Retrieve and listener control answer UNIMPLEMENTED
-until the fan-out engine and listeners exist.
+"""SpannerService over gRPC: the configuration API, spanning Query and Retrieve,
+the query log, service status and listener control.
 """
 
 # The servicer's method names are the RPC names the generated base class defines.
@@ -10,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -27,7 +26,8 @@ from corrmesh.runtime.errors import (
 from corrmesh.runtime.paging import filter_fingerprint
 from corrmesh.runtime.settings import Settings
 from corrmesh.spanner import validation
-from corrmesh.spanner.listeners import configured_listeners
+from corrmesh.spanner.engine import SpannerEngine
+from corrmesh.spanner.listeners import LISTENER_IDS, ListenerManager
 from corrmesh.spanner.masks import (
     CONFIG_MASK,
     MAPPING_MASK,
@@ -37,6 +37,8 @@ from corrmesh.spanner.masks import (
     resolve_mask,
 )
 from corrmesh.spanner.pages import page_request, page_token_for
+from corrmesh.spanner.query_rpc import check_retrieve, query_spec, stream_query
+from corrmesh.spanner.retrieve import Retriever
 from corrmesh.spanner.store import (
     AlreadyExistsError,
     InUseError,
@@ -51,15 +53,23 @@ Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
 
-_LATER = "arrives with the spanning engine and listeners; this build serves configuration only"
-
 
 class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
     """Answers SpannerService calls from a :class:`SpannerStore`."""
 
-    def __init__(self, store: SpannerStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: SpannerStore,
+        settings: Settings,
+        engine: SpannerEngine,
+        retriever: Retriever,
+        listeners: ListenerManager,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.engine = engine
+        self.retriever = retriever
+        self.listeners = listeners
 
     # Spanner configurations.
 
@@ -231,36 +241,45 @@ class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
     async def GetServiceStatus(
         self, request: pb.GetServiceStatusRequest, context: Context
     ) -> pb.GetServiceStatusResponse:
-        return pb.GetServiceStatusResponse(listeners=configured_listeners(self.settings))
+        return pb.GetServiceStatusResponse(
+            listeners=self.listeners.all(), sources=self.engine.health.snapshot()
+        )
 
     # Not yet implemented: the spanning engine and listener control.
 
     async def Query(
         self, request: pb.QueryRequest, context: Context
     ) -> AsyncIterator[pb.QueryResponse]:
-        await _unimplemented(context, "Query")
-        yield pb.QueryResponse()  # unreachable; makes this a server-streaming handler
+        spec = await query_spec(request, context)
+        async for response in stream_query(self.engine.query(spec), spec.config_id, context):
+            yield response
 
     async def Retrieve(
         self, request: pb.RetrieveRequest, context: Context
     ) -> AsyncIterator[pb.RetrieveResponse]:
-        await _unimplemented(context, "Retrieve")
-        yield pb.RetrieveResponse()  # unreachable; makes this a server-streaming handler
+        await check_retrieve(request, context)
+        async for response in stream_query(
+            self.retriever.retrieve(request), request.config_id, context
+        ):
+            yield response
 
     async def StartListeners(
         self, request: pb.StartListenersRequest, context: Context
     ) -> pb.StartListenersResponse:
-        await _unimplemented(context, "StartListeners")
+        ids = await _listener_ids(context, request.listener_ids)
+        return pb.StartListenersResponse(listeners=[await self.listeners.start(i) for i in ids])
 
     async def StopListeners(
         self, request: pb.StopListenersRequest, context: Context
     ) -> pb.StopListenersResponse:
-        await _unimplemented(context, "StopListeners")
+        ids = await _listener_ids(context, request.listener_ids)
+        return pb.StopListenersResponse(listeners=[await self.listeners.stop(i) for i in ids])
 
     async def RestartListener(
         self, request: pb.RestartListenerRequest, context: Context
     ) -> pb.RestartListenerResponse:
-        await _unimplemented(context, "RestartListener")
+        ids = await _listener_ids(context, [request.listener_id], required=True)
+        return pb.RestartListenerResponse(listener=await self.listeners.restart(ids[0]))
 
     async def _call(self, context: Context, work: Callable[..., T], *args: Any) -> T:
         """Runs blocking store work off the event loop; store errors become statuses."""
@@ -297,9 +316,15 @@ class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
             await abort_invalid(context, exc.violations)
 
 
-async def _unimplemented(context: Context, method: str) -> NoReturn:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"SpannerService.{method} {_LATER}")
-    raise AssertionError("abort returned")  # pragma: no cover
+async def _listener_ids(context: Context, ids: Any, required: bool = False) -> list[str]:
+    """The named listeners (all when none are named); NOT_FOUND names an unknown one."""
+    chosen = [i for i in ids if i]
+    if required and not chosen:
+        await abort_invalid(context, [("listener_id", "is required")])
+    for listener_id in chosen:
+        if listener_id not in LISTENER_IDS:
+            await abort_not_found(context, "Listener", listener_id)
+    return chosen or list(LISTENER_IDS)
 
 
 async def _require_id(context: Context, field: str, value: str) -> None:
