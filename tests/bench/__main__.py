@@ -27,6 +27,7 @@ from rich.table import Table
 from corrmesh.cli.mesh import Mesh, free_port
 from corrmesh.runtime.server import MAX_MESSAGE_BYTES
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2, ingest_pb2
+from tests.bench import bench_correlation
 from tests.bench.bare_server import METHOD
 
 CHANNEL_OPTIONS = [
@@ -134,8 +135,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--resources", type=int, default=1_000)
+    parser.add_argument("--quick", action="store_true", help="smaller in-process runs")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
+    bench_correlation.run(console, quick=args.quick)
     batches = make_batches(args.events, args.batch, args.resources)
     size = batches[0].events[0].ByteSize()
     console.print(

@@ -109,16 +109,18 @@ def test_event_matching_two_groups_merges_into_the_larger() -> None:
     feeder.feed(event(3, event_id="b1", resource=pod("db-0")))
     small = feeder.feed(event(4, event_id="b2", resource=pod("db-0")))[0].group.group_id
     large_id = next(iter(feeder.engine.groups.keys() - {small}))
-    merged = feeder.feed(event(5, event_id="x", fingerprint="fa", resource=pod("db-0")))
+    bridge = event(5, event_id="x", fingerprint="fa", resource=pod("db-0"), sequence=99)
+    engine = feeder.engine
+    merged = engine.apply(engine.prepare(bridge), lambda _a, _b: None)
     assert [u.type for u in merged] == [U.GROUP_UPDATE_TYPE_MERGED]
     assert merged[0].group.group_id == large_id
     assert list(merged[0].other_group_ids) == [small]
     assert member_ids(merged[0]) == {"a1", "a2", "a3", "b1", "b2", "x"}
     assert set(feeder.engine.groups) == {large_id}
     changes = feeder.engine.take_changes()
-    # Both groups were created in this (uncommitted) batch: nothing to move in the store.
-    assert changes.absorbed == {}
-    assert {g.group_id for g in changes.new_groups} == {large_id}
+    # Both groups were committed before: the store moves the small one's rows.
+    assert changes.absorbed == {small: large_id}
+    assert changes.new_groups == []
 
 
 def test_without_auto_merge_the_event_joins_the_larger_group_only() -> None:

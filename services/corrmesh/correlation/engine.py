@@ -23,7 +23,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 
 from corrmesh.correlation.changes import ChangeLog
 from corrmesh.correlation.config import (
@@ -51,17 +50,39 @@ from corrmesh.correlation.strategies import (
     create_strategies,
 )
 from corrmesh.correlation.window import EventInfo, EventWindow, indexed_tokens
-from corrmesh.v1 import correlation_pb2, event_pb2
+from corrmesh.v1 import correlation_pb2, event_pb2, topology_pb2
+from corrmesh.v1.correlation_pb2 import (
+    GROUP_STATUS_BUILDING,
+    GROUP_TYPE_INCIDENT,
+    GROUP_TYPE_MULTI_CAMERA,
+    GROUP_UPDATE_TYPE_CREATED,
+    GROUP_UPDATE_TYPE_MEMBER_ADDED,
+    GROUP_UPDATE_TYPE_MERGED,
+    RELATIONSHIP_TYPE_CONTINUATION,
+    RELATIONSHIP_TYPE_RECURRENCE,
+)
 
-S = correlation_pb2.GroupStatus
 #: Newest entries read per key of each index.
 LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64}
 TOPOLOGY_RESOURCES = 32
 TOPOLOGY_EVENTS_PER_RESOURCE = 4
 MAX_EDGES_PER_EVENT = 8
 _BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
+#: Topology answers that make a neighbour's events candidates.
+RELATED_KINDS = frozenset(
+    {
+        topology_pb2.RELATION_KIND_SAME_RESOURCE,
+        topology_pb2.RELATION_KIND_OWNER,
+        topology_pb2.RELATION_KIND_SIBLING,
+        topology_pb2.RELATION_KIND_DEPENDENCY,
+    }
+)
 
 Enabled = list[tuple[Strategy, StrategySettings, int]]
+
+
+def _wall_us() -> int:
+    return time.time_ns() // 1000
 
 
 class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
@@ -71,10 +92,11 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         self,
         config: correlation_pb2.CorrelationConfig,
         strategies: Sequence[Strategy] | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.strategies = list(strategies) if strategies is not None else create_strategies()
-        self._clock = clock or (lambda: datetime.now(UTC))
+        #: Wall clock in microseconds: when groups and edges were made (not event time).
+        self._clock = clock or _wall_us
         self.matches: Counter[str] = Counter()
         self.set_config(config)
         self.restore(Restored())
@@ -170,14 +192,14 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         """Candidates for ``event`` from the indexes, and the pairs to ask Topology."""
         info = EventInfo.from_event(event)
         if info.event_id in self.window.events:
-            return Plan(info, [], {}, duplicate=True)
+            return Plan(info, [], duplicate=True)
         watermark = self.watermark_us
         if watermark is not None and info.occurred_us < watermark:
-            return Plan(info, [], {}, late=True)
+            return Plan(info, [], late=True)
         info.camera_key = self._camera_key(info)
         strategies = self._strategies_for(info)
         if not self.config.enabled or not strategies:
-            return Plan(info, [], {})
+            return Plan(info, [])
         wanted = 0
         for _, _, bits in strategies:
             wanted |= bits
@@ -208,24 +230,18 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
                 take(window.lookup(window.tokens, token, LIMITS[TOKENS]), _BIT[TOKENS])
         if wanted & _BIT[CAMERA] and info.camera_key:
             take(window.lookup(window.cameras, info.camera_key, LIMITS[CAMERA]), _BIT[CAMERA])
-        pairs: PairRefs = {}
+        neighbours = []
         if wanted & _BIT[TOPOLOGY] and info.resource_key:
-            for key, ref in window.recent_resources(
+            # Their events become candidates in apply(), once Topology has said
+            # which of these resources are related at all.
+            neighbours = window.recent_resources(
                 info.resource.cluster, info.resource_key, TOPOLOGY_RESOURCES
-            ):
-                near = [
-                    c
-                    for c in window.by_resource(key, TOPOLOGY_EVENTS_PER_RESOURCE)
-                    if abs(c.occurred_us - info.occurred_us) <= self._window_us
-                ]
-                if near:
-                    pairs[pair_key(info.resource_key, key)] = (info.resource, ref)
-                    take(near, _BIT[TOPOLOGY])
+            )
         window_us = self._window_us
         candidates = [
             c for c in found.values() if abs(c.event.occurred_us - info.occurred_us) <= window_us
         ]
-        return Plan(info, candidates, pairs)
+        return Plan(info, candidates, neighbours)
 
     def predict_pairs(self, events: Iterable[event_pb2.Event], limit: int) -> PairRefs:
         """Pairs the coming ``events`` will probably need: prefetched in one call."""
@@ -260,7 +276,10 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         start = len(self.log.updates)
         info = plan.event
         self._context.relation = relation
-        self._place(info, self._score(info, plan.candidates))
+        candidates = plan.candidates
+        if plan.neighbours:
+            candidates = self._related_candidates(plan, relation)
+        self._place(info, self._score(info, candidates))
         self.window.add(info)
         if info.group_id is None:
             self.log.lone_new[info.event_id] = info
@@ -269,6 +288,30 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         self._arrival_wall_us = time.time_ns() // 1000
         self.advance(info.occurred_us)
         return self.log.updates[start:]
+
+    def _related_candidates(
+        self, plan: Plan, relation: Callable[[str, str], Relation | None]
+    ) -> list[Candidate]:
+        """``plan``'s candidates plus recent events of the neighbours Topology relates."""
+        info, bit = plan.event, _BIT[TOPOLOGY]
+        found: dict[str, Candidate] | None = None
+        extra: list[Candidate] = []
+        for key, _ref in plan.neighbours:
+            answer = relation(info.resource_key, key)
+            if answer is None or answer[0] not in RELATED_KINDS:
+                continue
+            if found is None:
+                found = {c.event.event_id: c for c in plan.candidates}
+            for event in self.window.by_resource(key, TOPOLOGY_EVENTS_PER_RESOURCE):
+                if abs(event.occurred_us - info.occurred_us) > self._window_us:
+                    continue
+                entry = found.get(event.event_id)
+                if entry is None:
+                    found[event.event_id] = entry = Candidate(event, bit)
+                    extra.append(entry)
+                else:
+                    entry.found_by |= bit
+        return plan.candidates + extra if extra else plan.candidates
 
     def tick(self, wall_us: int) -> list[correlation_pb2.GroupUpdate]:
         """On a quiet stream, moves event time on with the wall clock since the last event."""
@@ -352,11 +395,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         joined = [info, *loners[: max(0, max_size - size)]]
         for event in joined:
             self.join(group, event)
-        kind = (
-            correlation_pb2.GROUP_UPDATE_TYPE_MERGED
-            if merged
-            else correlation_pb2.GROUP_UPDATE_TYPE_MEMBER_ADDED
-        )
+        kind = GROUP_UPDATE_TYPE_MERGED if merged else GROUP_UPDATE_TYPE_MEMBER_ADDED
         edges = self._connect(group, info, matches, now)
         delta = None if merged else (joined, edges)
         self.changed(group, kind, [info.event_id], now, delta, merged, cause=info)
@@ -368,7 +407,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         full: list[str],
         closed: dict[str, float],
         matches: list[tuple[EventInfo, Match]],
-        now: datetime,
+        now: int,
     ) -> None:
         """A new group: from lone matches, as the continuation of a full group, or as
         the recurrence of a resolved one. A resolving event never opens a group."""
@@ -376,16 +415,16 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
             return
         parent: tuple[str, int] | None = None
         if full:
-            parent = (full[0], correlation_pb2.RELATIONSHIP_TYPE_CONTINUATION)
+            parent = (full[0], RELATIONSHIP_TYPE_CONTINUATION)
         elif closed:
             parent = (
                 max(closed, key=closed.__getitem__),
-                correlation_pb2.RELATIONSHIP_TYPE_RECURRENCE,
+                RELATIONSHIP_TYPE_RECURRENCE,
             )
         elif not loners and info.fingerprint in self.resolved_fingerprints:
             parent = (
                 self.resolved_fingerprints[info.fingerprint],
-                correlation_pb2.RELATIONSHIP_TYPE_RECURRENCE,
+                RELATIONSHIP_TYPE_RECURRENCE,
             )
         if parent is None and not loners:
             return
@@ -394,7 +433,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         self._connect(group, info, matches, now)
         if parent is not None:
             self.link(parent[0], group, parent[1])
-        created = correlation_pb2.GROUP_UPDATE_TYPE_CREATED
+        created = GROUP_UPDATE_TYPE_CREATED
         self.changed(group, created, [info.event_id], now, cause=info, created=True)
 
     def _connect(
@@ -402,7 +441,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         group: GroupState,
         info: EventInfo,
         matches: list[tuple[EventInfo, Match]],
-        now: datetime,
+        now: int,
     ) -> list[Edge]:
         made: list[Edge] = []
         for candidate, match in matches:
@@ -419,7 +458,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
                 break
         return made
 
-    def create(self, info: EventInfo, founders: list[EventInfo], now: datetime) -> GroupState:
+    def create(self, info: EventInfo, founders: list[EventInfo], now: int) -> GroupState:
         """A new group of ``founders`` and ``info``; its primary is the earliest."""
         members = [*founders, info]
         primary = min(members, key=lambda m: (m.occurred_us, m.sequence))
@@ -429,13 +468,13 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
             primary_event_id=primary.event_id,
             title="",
             domain=primary.domain,
-            created_at=now,
-            updated_at=now,
-            status=S.GROUP_STATUS_BUILDING,
+            created_us=now,
+            updated_us=now,
+            status=GROUP_STATUS_BUILDING,
             type=(
-                correlation_pb2.GROUP_TYPE_MULTI_CAMERA
+                GROUP_TYPE_MULTI_CAMERA
                 if primary.domain == event_pb2.DOMAIN_CAMERA
-                else correlation_pb2.GROUP_TYPE_INCIDENT
+                else GROUP_TYPE_INCIDENT
             ),
         )
         self.groups[group.group_id] = group

@@ -32,7 +32,8 @@ class Edge:
     score: float
     strategy: str
     reason: str
-    detected_at: datetime
+    #: Wall-clock time it was made, microseconds since the epoch.
+    detected_us: int
 
 
 @dataclass(slots=True)
@@ -45,8 +46,9 @@ class GroupState:
     primary_event_id: str
     title: str
     domain: int
-    created_at: datetime
-    updated_at: datetime
+    #: Wall-clock times, microseconds since the epoch.
+    created_us: int
+    updated_us: int
     status: int = correlation_pb2.GROUP_STATUS_ACTIVE
     type: int = correlation_pb2.GROUP_TYPE_INCIDENT
     severity: int = 0
@@ -146,8 +148,7 @@ def group_title(primary: EventInfo, resources: int = 1) -> str:
 
 
 def timestamp_us(micros: int) -> timestamp_pb2.Timestamp:
-    seconds, rest = divmod(micros, 1_000_000)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=rest * 1000)
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def datetime_us(micros: int) -> datetime:
@@ -175,7 +176,7 @@ def edge_message(edge: Edge) -> correlation_pb2.CorrelationEdge:
         score=edge.score,
         strategy=edge.strategy,
         reason=edge.reason,
-        detected_at=timestamp_of(edge.detected_at),
+        detected_at=timestamp_us(edge.detected_us),
     )
 
 
@@ -217,8 +218,8 @@ def group_message(
         member_count=group.member_count,
         first_event_at=timestamp_us(group.first_us),
         last_event_at=timestamp_us(group.last_us),
-        created_at=timestamp_of(group.created_at),
-        updated_at=timestamp_of(group.updated_at),
+        created_at=timestamp_us(group.created_us),
+        updated_at=timestamp_us(group.updated_us),
         links=[
             correlation_pb2.GroupLink(group_id=other, relationship_type=kind)  # type: ignore[arg-type]
             for other, kind in group.links

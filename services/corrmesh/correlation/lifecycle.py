@@ -20,19 +20,29 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from collections.abc import Callable
-from datetime import datetime
 
 from corrmesh.correlation.changes import ChangeLog
 from corrmesh.correlation.config import duration_us
-from corrmesh.correlation.groups import Edge, GroupState, group_message
+from corrmesh.correlation.groups import Edge, GroupState, group_message, timestamp_us
 from corrmesh.correlation.window import EventInfo, EventWindow
 from corrmesh.v1 import correlation_pb2
+from corrmesh.v1.correlation_pb2 import (
+    GROUP_STATUS_ACTIVE,
+    GROUP_STATUS_ARCHIVED,
+    GROUP_STATUS_BUILDING,
+    GROUP_STATUS_RESOLVED,
+    GROUP_STATUS_STABLE,
+    GROUP_UPDATE_TYPE_STATUS_CHANGED,
+    RELATIONSHIP_TYPE_RECURRENCE,
+)
 
-S = correlation_pb2.GroupStatus
-U = correlation_pb2.GroupUpdateType
 #: A new event may join groups in these states.
 OPEN_FOR_JOINING = frozenset(
-    {S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE, S.GROUP_STATUS_STABLE}
+    {
+        GROUP_STATUS_BUILDING,
+        GROUP_STATUS_ACTIVE,
+        GROUP_STATUS_STABLE,
+    }
 )
 
 
@@ -47,7 +57,7 @@ class LifecycleMixin:
     next_sequence: int
     _window_us: int
     _lateness_us: int
-    _clock: Callable[[], datetime]
+    _clock: Callable[[], int]
 
     def configure_lifecycle(self, config: correlation_pb2.CorrelationConfig) -> None:
         self._stabilize_us = duration_us(config.stabilize_after)
@@ -70,7 +80,7 @@ class LifecycleMixin:
         """Starts following ``group``'s lifecycle (after a restore or a change of state)."""
         if not group.loaded:
             self.headers[group.group_id] = group
-        if group.status == S.GROUP_STATUS_RESOLVED:
+        if group.status == GROUP_STATUS_RESOLVED:
             self._remember(group)
         due = self._due_at(group)
         if due is not None:
@@ -80,7 +90,7 @@ class LifecycleMixin:
         """``group`` has no member left in the window: keep its header only."""
         self.groups.pop(group.group_id, None)
         self.log.retired[group.group_id] = group
-        if group.status == S.GROUP_STATUS_ARCHIVED:
+        if group.status == GROUP_STATUS_ARCHIVED:
             return
         header = dataclasses.replace(
             group, members={}, edges=[], neighbours={}, open_keys=set(), loaded=False
@@ -97,11 +107,14 @@ class LifecycleMixin:
                 del self.resolved_fingerprints[fingerprint]
 
     def _due_at(self, group: GroupState) -> int | None:
-        if group.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE):
+        if group.status in (
+            GROUP_STATUS_BUILDING,
+            GROUP_STATUS_ACTIVE,
+        ):
             return group.last_us + self._stabilize_us
-        if group.status == S.GROUP_STATUS_STABLE:
+        if group.status == GROUP_STATUS_STABLE:
             return group.last_us + self._archive_us
-        if group.status == S.GROUP_STATUS_RESOLVED and group.resolved_us is not None:
+        if group.status == GROUP_STATUS_RESOLVED and group.resolved_us is not None:
             return group.resolved_us + self._archive_us
         return None
 
@@ -122,7 +135,7 @@ class LifecycleMixin:
         group: GroupState,
         kind: int,
         event_ids: list[str],
-        now: datetime,
+        now: int,
         delta: tuple[list[EventInfo], list[Edge]] | None = None,
         other_group_ids: list[str] | None = None,
         cause: EventInfo | None = None,
@@ -134,7 +147,7 @@ class LifecycleMixin:
         added); None carries the whole group.
         """
         group.revision += 1
-        group.updated_at = now
+        group.updated_us = now
         self.log.dirty.add(group.group_id)
         before = group.status
         if cause is not None:
@@ -143,7 +156,7 @@ class LifecycleMixin:
         members, edges = (None, None) if delta is None else delta
         self.emit(kind, group, event_ids, now, members, edges, other_group_ids or [])
         if group.status != before and not created:
-            self.emit(U.GROUP_UPDATE_TYPE_STATUS_CHANGED, group, event_ids, now, [], [], [])
+            self.emit(GROUP_UPDATE_TYPE_STATUS_CHANGED, group, event_ids, now, [], [], [])
         if group.status != before or created:
             self.track(group)
 
@@ -152,13 +165,14 @@ class LifecycleMixin:
             if group.all_resolved() and group.status in OPEN_FOR_JOINING:
                 self.set_resolved(group, cause.occurred_us)
             return
-        if group.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_STABLE):
-            group.status = (
-                S.GROUP_STATUS_ACTIVE if self.activated(group) else S.GROUP_STATUS_BUILDING
-            )
+        if group.status in (
+            GROUP_STATUS_BUILDING,
+            GROUP_STATUS_STABLE,
+        ):
+            group.status = GROUP_STATUS_ACTIVE if self.activated(group) else GROUP_STATUS_BUILDING
 
     def set_resolved(self, group: GroupState, at_us: int) -> None:
-        group.status = S.GROUP_STATUS_RESOLVED
+        group.status = GROUP_STATUS_RESOLVED
         group.resolved_us = at_us
         self._remember(group)
 
@@ -167,7 +181,7 @@ class LifecycleMixin:
         kind: int,
         group: GroupState,
         event_ids: list[str],
-        now: datetime,
+        now: int,
         members: list[EventInfo] | None,
         edges: list[Edge] | None,
         other_group_ids: list[str],
@@ -179,8 +193,8 @@ class LifecycleMixin:
             group=group_message(group, members, edges),
             event_ids=event_ids,
             other_group_ids=other_group_ids,
+            emitted_at=timestamp_us(now),
         )
-        update.emitted_at.FromDatetime(now)
         self.next_sequence += 1
         self.log.updates.append(update)
         return update
@@ -196,7 +210,7 @@ class LifecycleMixin:
         self.log.new_links.append((parent_id, child.group_id, kind))
         parent.revision += 1
         self.log.dirty.add(parent_id)
-        if kind == correlation_pb2.RELATIONSHIP_TYPE_RECURRENCE:
+        if kind == RELATIONSHIP_TYPE_RECURRENCE:
             self._forget(parent)
 
     # -- the clock ----------------------------------------------------------------------
@@ -237,17 +251,20 @@ class LifecycleMixin:
             self._transition(group)
 
     def _transition(self, group: GroupState) -> None:
-        if group.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE):
-            group.status = S.GROUP_STATUS_STABLE
+        if group.status in (
+            GROUP_STATUS_BUILDING,
+            GROUP_STATUS_ACTIVE,
+        ):
+            group.status = GROUP_STATUS_STABLE
         else:
-            group.status = S.GROUP_STATUS_ARCHIVED
+            group.status = GROUP_STATUS_ARCHIVED
             self._forget(group)
         now = self._clock()
         group.revision += 1
-        group.updated_at = now
+        group.updated_us = now
         self.log.dirty.add(group.group_id)
-        self.emit(U.GROUP_UPDATE_TYPE_STATUS_CHANGED, group, [], now, [], [], [])
-        if group.status == S.GROUP_STATUS_ARCHIVED:
+        self.emit(GROUP_UPDATE_TYPE_STATUS_CHANGED, group, [], now, [], [], [])
+        if group.status == GROUP_STATUS_ARCHIVED:
             if self.headers.pop(group.group_id, None) is not None:
                 self.log.retired[group.group_id] = group
         else:

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from corrmesh.correlation.changes import ChangeLog
 from corrmesh.correlation.groups import Edge, GroupState
 from corrmesh.correlation.window import EventInfo, EventWindow
 from corrmesh.v1 import correlation_pb2
+from corrmesh.v1.correlation_pb2 import (
+    GROUP_STATUS_ACTIVE,
+    GROUP_STATUS_ARCHIVED,
+    GROUP_STATUS_BUILDING,
+    GROUP_STATUS_RESOLVED,
+    GROUP_UPDATE_TYPE_CREATED,
+    GROUP_UPDATE_TYPE_MEMBER_ADDED,
+    GROUP_UPDATE_TYPE_MERGED,
+    GROUP_UPDATE_TYPE_SPLIT,
+    GROUP_UPDATE_TYPE_STATUS_CHANGED,
+)
 
-S = correlation_pb2.GroupStatus
-U = correlation_pb2.GroupUpdateType
 MANUAL = "manual"
 
 
@@ -33,10 +41,10 @@ class ManualEditsMixin:
     newest_us: int | None
     groups_created: int
     next_sequence: int
-    _clock: Callable[[], datetime]
+    _clock: Callable[[], int]
 
     # Provided by the engine and its lifecycle part.
-    create: Callable[[EventInfo, list[EventInfo], datetime], GroupState]
+    create: Callable[[EventInfo, list[EventInfo], int], GroupState]
     join: Callable[[GroupState, EventInfo], None]
     absorb: Callable[[GroupState, GroupState], None]
     changed: Callable[..., None]
@@ -62,7 +70,7 @@ class ManualEditsMixin:
             if group.in_window <= 0:
                 self.settle(group)
 
-    def _manual_edge(self, group: GroupState, to: EventInfo, reason: str, now: datetime) -> None:
+    def _manual_edge(self, group: GroupState, to: EventInfo, reason: str, now: int) -> None:
         if to.event_id == group.primary_event_id:
             return
         edge = Edge(group.primary_event_id, to.event_id, 1.0, MANUAL, reason, now)
@@ -86,9 +94,9 @@ class ManualEditsMixin:
             group = self.create(loners[-1], loners[:-1], now)
             for event in loners:
                 self._manual_edge(group, event, why, now)
-            if group.status == S.GROUP_STATUS_BUILDING:
-                group.status = S.GROUP_STATUS_ACTIVE
-            self.changed(group, U.GROUP_UPDATE_TYPE_CREATED, ids, now, created=True)
+            if group.status == GROUP_STATUS_BUILDING:
+                group.status = GROUP_STATUS_ACTIVE
+            self.changed(group, GROUP_UPDATE_TYPE_CREATED, ids, now, created=True)
             return group
         merged = [g.group_id for g in owning.values() if g.group_id != target.group_id]
         for other_id in merged:
@@ -100,9 +108,9 @@ class ManualEditsMixin:
         for event in loners:
             self.join(target, event)
             self._manual_edge(target, event, why, now)
-        if target.status == S.GROUP_STATUS_BUILDING:
-            target.status = S.GROUP_STATUS_ACTIVE
-        kind = U.GROUP_UPDATE_TYPE_MERGED if merged else U.GROUP_UPDATE_TYPE_MEMBER_ADDED
+        if target.status == GROUP_STATUS_BUILDING:
+            target.status = GROUP_STATUS_ACTIVE
+        kind = GROUP_UPDATE_TYPE_MERGED if merged else GROUP_UPDATE_TYPE_MEMBER_ADDED
         self.changed(target, kind, ids, now, None, merged)
         return target
 
@@ -119,7 +127,7 @@ class ManualEditsMixin:
             merged.append(other.group_id)
             if other_primary is not None:
                 self._manual_edge(base, other_primary, "merged by hand", now)
-        self.changed(base, U.GROUP_UPDATE_TYPE_MERGED, [], now, None, merged)
+        self.changed(base, GROUP_UPDATE_TYPE_MERGED, [], now, None, merged)
         return base
 
     def split(self, group: GroupState, event_ids: Sequence[str]) -> GroupState:
@@ -138,8 +146,8 @@ class ManualEditsMixin:
             primary_event_id=primary.event_id,
             title="",
             domain=primary.domain,
-            created_at=now,
-            updated_at=now,
+            created_us=now,
+            updated_us=now,
             status=group.status,
             type=group.type,
             members={m.event_id: m for m in moved},
@@ -154,22 +162,35 @@ class ManualEditsMixin:
         for part in (group, new):
             part.rebuild()
             part.in_window = sum(1 for m in part.members if m in self.window.events)
-            if part.status in (S.GROUP_STATUS_BUILDING, S.GROUP_STATUS_ACTIVE):
-                part.status = (
-                    S.GROUP_STATUS_ACTIVE if self.activated(part) else S.GROUP_STATUS_BUILDING
-                )
+            if part.status in (
+                GROUP_STATUS_BUILDING,
+                GROUP_STATUS_ACTIVE,
+            ):
+                part.status = GROUP_STATUS_ACTIVE if self.activated(part) else GROUP_STATUS_BUILDING
             part.revision += 1
-            part.updated_at = now
+            part.updated_us = now
             self.log.rewritten.add(part.group_id)
             self.log.dirty.add(part.group_id)
         self.groups[new.group_id] = new
         self.log.new_groups.add(new.group_id)
         self.groups_created += 1
         self.emit(
-            U.GROUP_UPDATE_TYPE_SPLIT, group, list(event_ids), now, None, None, [new.group_id]
+            GROUP_UPDATE_TYPE_SPLIT,
+            group,
+            list(event_ids),
+            now,
+            None,
+            None,
+            [new.group_id],
         )
         self.emit(
-            U.GROUP_UPDATE_TYPE_CREATED, new, list(event_ids), now, None, None, [group.group_id]
+            GROUP_UPDATE_TYPE_CREATED,
+            new,
+            list(event_ids),
+            now,
+            None,
+            None,
+            [group.group_id],
         )
         self.track(group)
         self.track(new)
@@ -177,15 +198,18 @@ class ManualEditsMixin:
 
     def resolve(self, group: GroupState, note: str) -> GroupState:
         """An operator resolves ``group`` at the current event time."""
-        if group.status in (S.GROUP_STATUS_RESOLVED, S.GROUP_STATUS_ARCHIVED):
+        if group.status in (
+            GROUP_STATUS_RESOLVED,
+            GROUP_STATUS_ARCHIVED,
+        ):
             return group
         now = self._clock()
         self.set_resolved(group, max(self.newest_us or 0, group.last_us))
         if note:
             group.metadata["resolution_note"] = note
         group.revision += 1
-        group.updated_at = now
+        group.updated_us = now
         self.log.dirty.add(group.group_id)
-        self.emit(U.GROUP_UPDATE_TYPE_STATUS_CHANGED, group, [], now, [], [], [])
+        self.emit(GROUP_UPDATE_TYPE_STATUS_CHANGED, group, [], now, [], [], [])
         self.track(group)
         return group

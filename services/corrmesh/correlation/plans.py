@@ -27,13 +27,20 @@ class Candidate:
 
 @dataclass(slots=True)
 class Plan:
-    """One event, prepared: its candidates and the Topology pairs they need."""
+    """One event, prepared: its candidates and the resources Topology may relate it to."""
 
     event: EventInfo
     candidates: list[Candidate]
-    pairs: PairRefs
+    #: Recently active resources of the event's cluster: (key, ref).
+    neighbours: list[tuple[str, event_pb2.ResourceRef]] = field(default_factory=list)
     late: bool = False
     duplicate: bool = False
+
+    @property
+    def pairs(self) -> PairRefs:
+        """The (event's resource, neighbour) pairs to ask Topology about."""
+        own, ref = self.event.resource_key, self.event.resource
+        return {pair_key(own, key): (ref, other) for key, other in self.neighbours}
 
 
 @dataclass(slots=True)

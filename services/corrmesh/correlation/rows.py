@@ -90,8 +90,8 @@ def group_values(group: GroupState) -> dict[str, Any]:
         "aggregate_score": group.aggregate_score,
         "first_event_at": datetime_us(group.first_us),
         "last_event_at": datetime_us(group.last_us),
-        "created_at": group.created_at,
-        "updated_at": group.updated_at,
+        "created_at": datetime_us(group.created_us),
+        "updated_at": datetime_us(group.updated_us),
         "revision": group.revision,
         "resolved_at": None if group.resolved_us is None else datetime_us(group.resolved_us),
         "fingerprints": "\n".join(group.fingerprints),
@@ -107,7 +107,7 @@ def edge_values(group_id: str, edge: Edge) -> dict[str, Any]:
         "score": edge.score,
         "strategy": edge.strategy,
         "reason": edge.reason,
-        "detected_at": edge.detected_at,
+        "detected_at": datetime_us(edge.detected_us),
     }
 
 
@@ -119,8 +119,8 @@ def header_of(row: GroupRow) -> GroupState:
         primary_event_id=row.primary_event_id,
         title=row.title,
         domain=row.domain,
-        created_at=datetime_us(micros_of(row.created_at)),
-        updated_at=datetime_us(micros_of(row.updated_at)),
+        created_us=micros_of(row.created_at),
+        updated_us=micros_of(row.updated_at),
         status=row.status,
         type=row.type,
         severity=row.severity,
@@ -177,7 +177,7 @@ def load_groups(session: Session, group_ids: Iterable[str]) -> list[GroupState]:
                     e.score,
                     e.strategy,
                     e.reason,
-                    datetime_us(micros_of(e.detected_at)),
+                    micros_of(e.detected_at),
                 )
             )
         _attach_links(session, groups, part)

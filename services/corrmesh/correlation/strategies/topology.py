@@ -49,14 +49,16 @@ class TopologyStrategy(Strategy):
             return None
         if abs(new_event.occurred_us - candidate.occurred_us) > context.window_us:
             return None
-        apart = seconds_apart(new_event.occurred_us, candidate.occurred_us)
         a, b = candidate.resource, new_event.resource
-        if same_resource(a, b):
+        same_key = candidate.resource_key == new_event.resource_key
+        if (same_key or (a.uid and a.uid == b.uid)) and same_resource(a, b):
+            apart = seconds_apart(new_event.occurred_us, candidate.occurred_us)
             return Match(1.0, NAME, f"same resource {describe(b)}, {apart}")
         relation = context.relation(new_event.resource_key, candidate.resource_key)
         if relation is None:
             return None
         kind, distance = relation
+        apart = seconds_apart(new_event.occurred_us, candidate.occurred_us)
         if kind == topology_pb2.RELATION_KIND_SAME_RESOURCE:
             return Match(1.0, NAME, f"same resource {describe(b)} per topology, {apart}")
         if kind == topology_pb2.RELATION_KIND_OWNER:
