@@ -58,7 +58,10 @@ async def poll(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -
 
 
 @asynccontextmanager
-async def mesh(database_url: str, tmp_path: Path) -> AsyncIterator[Mesh]:
+async def mesh(
+    database_url: str, tmp_path: Path, app_class: type[CorrelationApp] = CorrelationApp
+) -> AsyncIterator[Mesh]:
+    """Ingest and Topology on SQLite under ``tmp_path``, Correlation on ``database_url``."""
     async with (
         running(IngestApp, "ingest", database_url=f"sqlite:///{tmp_path / 'ingest.db'}") as (
             _ingest,
@@ -69,7 +72,7 @@ async def mesh(database_url: str, tmp_path: Path) -> AsyncIterator[Mesh]:
             topology_address,
         ),
         running(
-            CorrelationApp,
+            app_class,
             "correlation",
             database_url=database_url,
             ingest_address=ingest_address,

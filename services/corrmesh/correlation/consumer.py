@@ -149,7 +149,10 @@ class Consumer:
                     for update in updates:
                         update.trace_context.CopyFrom(context)
                 if not plan.duplicate:
-                    self.latency.add(time.perf_counter() - started)
+                    took = time.perf_counter() - started
+                    self.latency.add(took)
+                    if self.gate.metrics is not None:
+                        self.gate.metrics.latency.record(took)
         await self.gate.commit(max(response.through_sequence, self.offset))
 
     async def _ask_topology(self, needed: PairRefs, rest: list[event_pb2.Event]) -> None:

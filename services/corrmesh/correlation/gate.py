@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from corrmesh.correlation.config import duration_us
 from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.metrics import CorrelationMetrics
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.runtime.streams import HeadNotifier
 
@@ -32,11 +33,16 @@ class EngineGate:
     """Serialises access to the engine and commits each change with its offset."""
 
     def __init__(
-        self, engine: CorrelationEngine, store: CorrelationStore, notifier: HeadNotifier
+        self,
+        engine: CorrelationEngine,
+        store: CorrelationStore,
+        notifier: HeadNotifier,
+        metrics: CorrelationMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.notifier = notifier
+        self.metrics = metrics
         self.lock = asyncio.Lock()
         #: Last Ingest sequence whose effects are committed.
         self.offset = 0
@@ -60,6 +66,9 @@ class EngineGate:
         await asyncio.to_thread(self.store.commit_batch, changes, through)
         self.engine.committed()
         self.offset = through
+        if self.metrics is not None:
+            engine = self.engine
+            self.metrics.committed(engine.events_in, engine.groups_created, engine.matches)
         self.last_activity = time.monotonic()
         if changes.updates:
             self.notifier.announce(changes.updates[-1].sequence)

@@ -56,6 +56,14 @@ class Counters:
     matches: dict[str, int] = field(default_factory=dict)
 
 
+def noise_reduction(counters: Counters) -> float:
+    """1 - (groups + lone events) / events in: the share of items nobody must read."""
+    if not counters.events_in:
+        return 0.0
+    shown = counters.groups + (counters.events_in - counters.grouped_events)
+    return max(0.0, 1.0 - shown / counters.events_in)
+
+
 class GroupQueries:
     """Read-only access to committed groups and updates."""
 

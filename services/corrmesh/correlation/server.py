@@ -8,12 +8,14 @@ import logging
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.metrics import MeterProvider
 
 from corrmesh.correlation.config import default_config
 from corrmesh.correlation.consumer import Consumer
 from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.latency import LatencyReservoir
+from corrmesh.correlation.metrics import METER_NAME, CorrelationMetrics
 from corrmesh.correlation.queries import GroupQueries
 from corrmesh.correlation.relations import TopologyRelations
 from corrmesh.correlation.servicer import CorrelationServicer
@@ -33,6 +35,8 @@ class CorrelationApp(ServiceApp):
     """Correlation's part of the server: the engine, its consumer, store and RPCs."""
 
     service_names = ("corrmesh.v1.CorrelationService",)
+    #: None: the global MeterProvider (tests inject their own).
+    meter_provider: MeterProvider | None = None
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -41,7 +45,12 @@ class CorrelationApp(ServiceApp):
         self.notifier = HeadNotifier()
         self.latency = LatencyReservoir()
         self.engine = CorrelationEngine(default_config())
-        self.gate = EngineGate(self.engine, self.store, self.notifier)
+        meter = (
+            self.meter_provider.get_meter(METER_NAME) if self.meter_provider is not None else None
+        )
+        self.gate = EngineGate(
+            self.engine, self.store, self.notifier, CorrelationMetrics(self.queries, meter)
+        )
         self.consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._clock_task: asyncio.Task[None] | None = None

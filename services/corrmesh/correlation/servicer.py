@@ -18,7 +18,7 @@ from corrmesh.correlation.config import apply_update
 from corrmesh.correlation.edits import GroupEditRpcs
 from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.latency import LatencyReservoir
-from corrmesh.correlation.queries import GroupFilter, GroupQueries
+from corrmesh.correlation.queries import GroupFilter, GroupQueries, noise_reduction
 from corrmesh.runtime import paging
 from corrmesh.runtime.errors import FieldViolations, abort_invalid, abort_not_found
 from corrmesh.runtime.streams import clamp_batch, follow
@@ -166,13 +166,11 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
     ) -> correlation_pb2.GetStatsResponse:
         """Committed counters; noise_reduction = 1 - (groups + lone events) / events in."""
         counters = await asyncio.to_thread(self.queries.counters)
-        shown = counters.groups + (counters.events_in - counters.grouped_events)
-        noise = 1.0 - shown / counters.events_in if counters.events_in else 0.0
         return correlation_pb2.GetStatsResponse(
             events_in=counters.events_in,
             groups_created=counters.groups_created,
             active_groups=counters.active_groups,
-            noise_reduction=max(0.0, noise),
+            noise_reduction=noise_reduction(counters),
             matches=[
                 correlation_pb2.StrategyMatches(strategy=name, matches=count)
                 for name, count in sorted(counters.matches.items())

@@ -23,6 +23,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from corrmesh.runtime.auth import BearerTokenInterceptor, load_tokens
 from corrmesh.runtime.logs import configure_logging
+from corrmesh.runtime.metrics import configure_metrics, shutdown_metrics
 from corrmesh.runtime.settings import Settings
 from corrmesh.runtime.tls import server_credentials
 from corrmesh.runtime.tracing import configure_tracing, shutdown_tracing
@@ -171,6 +172,7 @@ def run(app_factory: type[ServiceApp], settings: Settings) -> None:
     """Entry point of ``python -m corrmesh.<service>``."""
     configure_logging(settings.service, settings.log_level)
     configure_tracing(settings.service)
+    configure_metrics(settings.service)
     try:
         asyncio.run(serve(app_factory(settings)))
     finally:
@@ -178,3 +180,4 @@ def run(app_factory: type[ServiceApp], settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
         shutdown_tracing()
+        shutdown_metrics()
