@@ -19,8 +19,8 @@ from corrmesh.correlation.models import EdgeRow, GroupMemberRow, GroupRow
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.runtime.errors import bad_request_fields
 from corrmesh.v1 import correlation_pb2, event_pb2
-from tests.support.correlation_mesh import Mesh, mesh
 from tests.support.correlation_events import event
+from tests.support.correlation_mesh import Mesh, mesh
 
 F = correlation_pb2.FeedbackType
 K8S = event_pb2.DOMAIN_KUBERNETES
