@@ -9,14 +9,26 @@ test_correlation_concurrency.py; the benchmark (24) is ``make bench``.
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from google.protobuf import duration_pb2
 
-from corrmesh.correlation.config import default_config
+from corrmesh.correlation import strategies as strategies_module
+from corrmesh.correlation.config import default_config, validate_config
 from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.strategies import (
+    TOKENS,
+    Match,
+    Strategy,
+    StrategyContext,
+    register,
+    strategy_names,
+)
 from corrmesh.correlation.strategies.signals import temporal_score
+from corrmesh.correlation.window import EventInfo
+from corrmesh.runtime.errors import FieldViolations
 from corrmesh.v1 import correlation_pb2, event_pb2
 from tests.support.correlation_events import Feeder, deployment, event, pod
 
@@ -359,3 +371,43 @@ def test_quiet_stream_moves_on_with_the_wall_clock() -> None:
     assert engine.tick(10_000_000) == []  # the first tick only sets the clock
     updates = engine.tick(10_000_000 + 120_000_000)  # two quiet minutes later
     assert [u.group.status for u in updates] == [S.GROUP_STATUS_STABLE]
+
+
+# -- plugging in a strategy ------------------------------------------------------------
+
+
+class SameZoneStrategy(Strategy):
+    """The README's example."""
+
+    name = "same_zone"
+    indexes = frozenset({TOKENS})
+
+    def score(
+        self, new_event: EventInfo, candidate: EventInfo, context: StrategyContext
+    ) -> Match | None:
+        zone = new_event.resource.cluster
+        if zone and zone == candidate.resource.cluster:
+            return Match(0.6, self.name, f"both in {zone}")
+        return None
+
+
+@pytest.fixture
+def same_zone() -> Iterator[None]:
+    register(SameZoneStrategy)
+    yield
+    del strategies_module._REGISTRY["same_zone"]
+
+
+def test_a_registered_strategy_is_configurable_and_correlates(same_zone: None) -> None:
+    assert "same_zone" in strategy_names()
+    config = default_config()
+    only(config, "same_zone")
+    violations = FieldViolations()
+    validate_config(config, violations)
+    assert not violations
+    feeder = Feeder(CorrelationEngine(config))
+    feeder.feed(event(0, title="checkout slow", resource=pod("a", cluster="eu-1")))
+    edge = edge_of(
+        feeder.feed(event(5, title="checkout errors", resource=pod("b", cluster="eu-1")))
+    )
+    assert (edge.strategy, edge.reason) == ("same_zone", "both in eu-1")
