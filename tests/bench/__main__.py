@@ -27,7 +27,7 @@ from rich.table import Table
 from corrmesh.cli.mesh import Mesh, free_port
 from corrmesh.runtime.server import MAX_MESSAGE_BYTES
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2, ingest_pb2
-from tests.bench import bench_correlation
+from tests.bench import bench_correlation, bench_ingest_edges
 from tests.bench.bare_server import METHOD
 
 CHANNEL_OPTIONS = [
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--resources", type=int, default=1_000)
+    bench_ingest_edges.add_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="smaller in-process runs")
     args = parser.parse_args()
     console = Console(width=160)
@@ -166,6 +167,7 @@ def main() -> None:
         rate = args.events / seconds
         table.add_row(label, f"{seconds:.2f}", f"{rate:,.0f}", f"{rate / base_rate:.3f}")
     console.print(table)
+    bench_ingest_edges.run_from_args(console, args)
 
 
 if __name__ == "__main__":

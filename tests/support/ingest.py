@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import status_pb2
+from pydicom.data import get_testdata_file
 
 from corrmesh.ingest.server import IngestApp
 from corrmesh.runtime.errors import field_violation_names
+from corrmesh.runtime.settings import INGEST_DICOM_AE_TITLE
 from corrmesh.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
+from tests.support.dicom_data import instance
 from tests.support.inprocess import running
 
 if TYPE_CHECKING:
@@ -36,8 +43,8 @@ def make_event(offset_seconds: float = 0.0, **fields: Any) -> event_pb2.Event:
     )
     event.occurred_at.FromDatetime(BASE_TIME + timedelta(seconds=offset_seconds))
     for name, value in fields.items():
-        if isinstance(value, event_pb2.ResourceRef):
-            event.resource.CopyFrom(value)
+        if isinstance(value, Message):  # resource, and the details (camera, dicom, ...)
+            getattr(event, name).CopyFrom(value)
         elif name == "attributes":
             event.attributes.update(value)
         else:
@@ -83,3 +90,108 @@ async def collect(
 
 def events_of(responses: list[ingest_pb2.SubscribeResponse]) -> list[event_pb2.Event]:
     return [event for response in responses for event in response.events]
+
+
+# -- edge listeners (DICOM C-STORE SCP, webhooks) ------------------------------
+
+CALLING_AE = "MODALITY1"
+
+
+@asynccontextmanager
+async def edge_server(
+    database_url: str, var_dir: Path, **overrides: Any
+) -> AsyncIterator[tuple[IngestApp, IngestServiceAsyncStub]]:
+    """Ingest with its SCP and webhook listener on free ports, state under ``var_dir``."""
+    settings: dict[str, Any] = {
+        "ingest_dicom_port": 0,
+        "ingest_webhook_port": 0,
+        "var_dir": var_dir,
+        "database_url": database_url,
+    }
+    settings.update(overrides)
+    async with (
+        running(IngestApp, "ingest", **settings) as (app, address),
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        assert isinstance(app, IngestApp)
+        yield app, ingest_pb2_grpc.IngestServiceStub(channel)
+
+
+async def all_events(
+    stub: IngestServiceAsyncStub, event_filter: ingest_pb2.EventFilter | None = None
+) -> list[event_pb2.Event]:
+    """Every event in the log matching ``event_filter``, in sequence order."""
+    events: list[event_pb2.Event] = []
+    token = ""
+    while True:
+        page = await stub.ListEvents(
+            ingest_pb2.ListEventsRequest(filter=event_filter, page_size=1000, page_token=token)
+        )
+        events.extend(page.events)
+        token = page.next_page_token
+        if not token:
+            return events
+
+
+@dataclass
+class StoreRun:
+    returncode: int
+    output: str
+
+
+async def storescu(
+    port: int,
+    files: Sequence[Path],
+    calling: str = CALLING_AE,
+    called: str = INGEST_DICOM_AE_TITLE,
+    *extra: str,
+) -> StoreRun:
+    """dcmtk's storescu sending ``files`` in one association (TCP_NODELAY on)."""
+    process = await asyncio.create_subprocess_exec(
+        "storescu",
+        "-aet",
+        calling,
+        "-aec",
+        called,
+        *extra,
+        "127.0.0.1",
+        str(port),
+        *map(str, files),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    return StoreRun(process.returncode or 0, output.decode(errors="replace"))
+
+
+def write_study(
+    folder: Path, study: str, count: int, patient_id: str, patient_name: str, series: int = 1
+) -> list[Path]:
+    """``count`` generated instances of ``study`` spread over ``series`` series, as files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(1, count + 1):
+        series_uid = f"{study}.{(number - 1) % series + 1}"
+        ds = instance(
+            study,
+            series_uid,
+            number,
+            charset="ISO_IR 192",
+            patient_name=patient_name,
+            patient_id=patient_id,
+        )
+        path = folder / f"{study}-{number}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def bundled_files(*names: str) -> list[Path]:
+    """Files pydicom ships (CT_small.dcm, MR_small.dcm, rtplan.dcm, ...)."""
+    paths = []
+    for name in names:
+        found = get_testdata_file(name)
+        assert found is not None, name
+        paths.append(Path(found))
+    return paths

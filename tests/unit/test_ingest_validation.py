@@ -157,3 +157,48 @@ def test_filter_validation() -> None:
     valid = FieldViolations()
     validate_filter(ingest_pb2.EventFilter(domains=[event_pb2.DOMAIN_CAMERA]), valid)
     assert not valid
+
+
+def _camera(**fields: Any) -> event_pb2.Event:
+    detection: dict[str, Any] = {
+        "camera_id": "cam-lobby",
+        "controller_id": "nvr-1",
+        "detection_type": "person",
+        "confidence": 0.87,
+    }
+    detection.update(fields)
+    return make_event(domain=event_pb2.DOMAIN_CAMERA, camera=event_pb2.CameraDetection(**detection))
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0, 0.5])
+def test_a_camera_detection_is_valid(confidence: float) -> None:
+    assert _violations(_camera(confidence=confidence)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "fields"),
+    [
+        ({"camera_id": ""}, ["events[3].camera.camera_id"]),
+        ({"controller_id": "  "}, ["events[3].camera.controller_id"]),
+        ({"detection_type": ""}, ["events[3].camera.detection_type"]),
+        ({"camera_id": "c" * 257}, ["events[3].camera.camera_id"]),
+        ({"zone": "door\x00"}, ["events[3].camera.zone"]),
+        ({"confidence": 1.01}, ["events[3].camera.confidence"]),
+        ({"confidence": -0.1}, ["events[3].camera.confidence"]),
+        ({"confidence": float("nan")}, ["events[3].camera.confidence"]),
+        ({"confidence": float("inf")}, ["events[3].camera.confidence"]),
+    ],
+)
+def test_camera_detection_rules(change: dict[str, Any], fields: list[str]) -> None:
+    assert _fields(_camera(**change)) == fields
+
+
+def test_details_must_match_the_domain() -> None:
+    camera = _camera()
+    camera.domain = event_pb2.DOMAIN_GENERIC
+    dicom = make_event(
+        domain=event_pb2.DOMAIN_KUBERNETES,
+        dicom=event_pb2.DicomProcessingStep(stage=99),  # type: ignore[arg-type]
+    )
+    assert _fields(camera) == ["events[3].camera"]
+    assert _fields(dicom) == ["events[3].dicom", "events[3].dicom.stage"]

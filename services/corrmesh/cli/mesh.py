@@ -53,7 +53,13 @@ class Mesh:
 
     @classmethod
     def on_free_ports(cls, var_dir: Path, env: Mapping[str, str] | None = None) -> Mesh:
-        return cls(var_dir=var_dir, ports={s: free_port() for s in SERVICES}, env=env or {})
+        # Ingest's edge listeners too, so meshes side by side never share a port.
+        edges = {
+            "CORRMESH_INGEST_DICOM_PORT": str(free_port()),
+            "CORRMESH_INGEST_WEBHOOK_PORT": str(free_port()),
+        }
+        ports = {s: free_port() for s in SERVICES}
+        return cls(var_dir=var_dir, ports=ports, env={**edges, **(env or {})})
 
     @classmethod
     def on_default_ports(cls, var_dir: Path, env: Mapping[str, str] | None = None) -> Mesh:

@@ -91,6 +91,44 @@ def _validate_attributes(event: event_pb2.Event, violations: FieldViolations) ->
         violations.add("attributes", f"values must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
 
 
+#: Camera, controller and detection-type identifiers (UniFi ids, MACs, names).
+MAX_CAMERA_ID_CHARS = 256
+_STAGES = frozenset(event_pb2.ProcessingStage.values())
+_OUTCOMES = frozenset(event_pb2.ProcessingOutcome.values())
+
+
+def _validate_camera(event: event_pb2.Event, violations: FieldViolations) -> None:
+    """A smart detection: who saw what, with a confidence that is a probability."""
+    camera = event.camera
+    if event.domain != event_pb2.DOMAIN_CAMERA:
+        violations.add("camera", "is only allowed on DOMAIN_CAMERA events")
+    for name in ("camera_id", "controller_id", "detection_type"):
+        value = getattr(camera, name)
+        if not value.strip():
+            violations.add(f"camera.{name}", "is required")
+        else:
+            _check_column(violations, f"camera.{name}", value, MAX_CAMERA_ID_CHARS)
+    _check_column(violations, "camera.zone", camera.zone, MAX_CAMERA_ID_CHARS)
+    # Written so NaN fails too: every comparison with NaN is false.
+    if not 0.0 <= camera.confidence <= 1.0:
+        violations.add("camera.confidence", "must be between 0 and 1")
+
+
+def _validate_dicom(event: event_pb2.Event, violations: FieldViolations) -> None:
+    step = event.dicom
+    if event.domain != event_pb2.DOMAIN_DICOM:
+        violations.add("dicom", "is only allowed on DOMAIN_DICOM events")
+    for name in ("stage", "failed_stage"):
+        if getattr(step, name) not in _STAGES:
+            violations.add(f"dicom.{name}", "is not a known ProcessingStage")
+    if step.outcome not in _OUTCOMES:
+        violations.add("dicom.outcome", "is not a known ProcessingOutcome")
+    if step.HasField("started_at") and not valid_timestamp(step.started_at):
+        violations.add("dicom.started_at", "is not a valid timestamp")
+    if step.HasField("completed_at") and not valid_timestamp(step.completed_at):
+        violations.add("dicom.completed_at", "is not a valid timestamp")
+
+
 def validate_event(event: event_pb2.Event, violations: FieldViolations) -> None:
     """Adds a violation for each problem of ``event`` (paths relative to the event).
 
@@ -125,6 +163,11 @@ def validate_event(event: event_pb2.Event, violations: FieldViolations) -> None:
         _validate_resource(event.resource, violations)
     if event.attributes:
         _validate_attributes(event, violations)
+    details = event.WhichOneof("details")
+    if details == "camera":
+        _validate_camera(event, violations)
+    elif details == "dicom":
+        _validate_dicom(event, violations)
     if len(violations.items) == before and event.ByteSize() > MAX_EVENT_BYTES:
         violations.add("", f"the serialized event must be at most {MAX_EVENT_BYTES} bytes")
 

@@ -65,8 +65,32 @@ class Settings:
     client_token: str = ""
     # Topology: a YAML file of declared dependencies loaded at start.
     dependencies_file: str = ""
+    # Topology: clusters to list+watch, "name=kubeconfig[#context]" or
+    # "name=in-cluster", comma-separated; none when empty.
+    kube_clusters: str = ""
     log_level: str = "INFO"
     grace_seconds: float = 5.0
+    # Ingest's edge listeners. A port of -1 is off (load_settings turns both on
+    # at the DESIGN.md ports for Ingest), 0 takes any free port.
+    ingest_dicom_port: int = -1
+    ingest_dicom_ae_title: str = INGEST_DICOM_AE_TITLE
+    # Comma-separated calling AE titles allowed to associate; empty allows any.
+    ingest_dicom_allowed_aes: str = ""
+    # Comma-separated storage SOP class UIDs or keywords to accept; empty: all.
+    ingest_dicom_sop_classes: str = ""
+    # TLS on the SCP with tls_cert_file/tls_key_file (mutual with tls_client_ca_file).
+    ingest_dicom_tls: bool = False
+    # Folder for received instances; empty: <var_dir>/dicom.
+    ingest_dicom_store_dir: str = ""
+    # A PACS that gets every stored instance by C-STORE: AE@host:port.
+    ingest_dicom_forward: str = ""
+    ingest_webhook_port: int = -1
+    # Spanner's own listeners (spanning DIMSE SCP, DICOMweb); they start with the
+    # process when spanner_start_listeners is set, else on StartListeners.
+    spanner_dicom_port: int = SPANNER_DICOM_PORT
+    spanner_dicom_ae_title: str = SPANNER_DICOM_AE_TITLE
+    spanner_dicomweb_port: int = SPANNER_DICOMWEB_PORT
+    spanner_start_listeners: bool = False
 
     @property
     def effective_database_url(self) -> str:
@@ -139,6 +163,9 @@ def load_settings(
         values[f.name] = _convert(f.name, f.type, raw)
     if "port" not in values:
         values["port"] = DEFAULT_GRPC_PORTS[service]
+    if service == "ingest":
+        values.setdefault("ingest_dicom_port", INGEST_DICOM_PORT)
+        values.setdefault("ingest_webhook_port", INGEST_WEBHOOK_PORT)
     return Settings(**values)  # type: ignore[arg-type]
 
 

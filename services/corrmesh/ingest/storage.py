@@ -1,0 +1,249 @@
+"""Destinations for received instances: a folder, and a PACS to forward to by C-STORE.
+
+The folder is always written: it is the durable copy that the C-STORE
+response vouches for, and the spool the forwarder reads from. Forwarding
+runs behind the response, in its own thread, so a slow or absent PACS never
+holds up a sending modality; each forwarded (or failed) instance is recorded
+as a FORWARDED step on the association's correlation id, continuing the
+instance's trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import queue
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from pynetdicom import AE, evt
+from pynetdicom.events import Event as DicomEvent
+
+from corrmesh.ingest.dicom_steps import Association, Identifiers, Step, step_event
+from corrmesh.ingest.edge import EdgePublisher
+from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, tracer
+from corrmesh.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+
+_SAFE_UID = re.compile(r"^[0-9.]{1,64}$")
+#: Instances per forwarding association (and per publish of their steps).
+FORWARD_BATCH = 200
+#: A presentation context per (SOP class, transfer syntax); DICOM allows 128.
+MAX_CONTEXTS = 128
+#: C-STORE statuses that mean the PACS has the instance (success and warnings).
+_STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
+
+
+def set_nodelay(event: DicomEvent) -> None:
+    """EVT_CONN_OPEN handler: turn Nagle off (40 ms per round trip otherwise)."""
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        with contextlib.suppress(OSError):
+            sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An error message without the path (paths carry UIDs, and say nothing new)."""
+    return f"{type(exc).__name__}: {exc.strerror or 'I/O error'}"
+
+
+def _file_name(uid: str) -> str:
+    # UIDs come from the sender: never let one name a path outside the folder.
+    if _SAFE_UID.match(uid) and ".." not in uid:
+        return uid
+    return "x" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+
+
+class FolderStore:
+    """Writes instances as DICOM files under ``<root>/<study>/<series>/<instance>.dcm``."""
+
+    def __init__(self, root: Path, fsync: bool = True) -> None:
+        self.root = root
+        self._fsync = fsync
+
+    def path_for(self, ids: Identifiers) -> Path:
+        return (
+            self.root
+            / _file_name(ids.study_instance_uid)
+            / _file_name(ids.series_instance_uid)
+            / (_file_name(ids.sop_instance_uid) + ".dcm")
+        )
+
+    def write(self, ids: Identifiers, data: bytes) -> Path:
+        """Writes ``data`` (a Part 10 file) atomically; raises OSError when it cannot."""
+        path = self.path_for(ids)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{threading.get_ident()}.part")
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(data)
+                if self._fsync:
+                    # The C-STORE success response promises the instance is kept.
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        return path
+
+
+@dataclass(frozen=True)
+class ForwardTarget:
+    """A PACS to forward to, written ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ForwardTarget:
+        try:
+            ae_title, address = text.split("@", 1)
+            host, port = address.rsplit(":", 1)
+            target = cls(ae_title.strip(), host.strip("[]"), int(port))
+        except ValueError:
+            raise ValueError(f"forward target {text!r} is not AE@host:port") from None
+        if not target.ae_title or len(target.ae_title) > 16 or not target.host:
+            raise ValueError(f"forward target {text!r} is not AE@host:port")
+        return target
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardJob:
+    association: Association
+    ids: Identifiers
+    path: Path
+    transfer_syntax: str
+    #: The context of the instance's C-STORE span, so the forward continues its trace.
+    trace: Context
+
+
+class Forwarder:
+    """Sends stored instances to one PACS from a thread of its own."""
+
+    def __init__(self, target: ForwardTarget, local_ae_title: str, sink: EdgePublisher) -> None:
+        self.target = target
+        self._local_ae_title = local_ae_title
+        self._sink = sink
+        self._queue: queue.Queue[ForwardJob | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dicom-forwarder", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: ForwardJob) -> None:
+        self._queue.put(job)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Sends what is queued (within ``timeout``), then ends the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            contexts = {(first.ids.sop_class_uid, first.transfer_syntax)}
+            while len(batch) < FORWARD_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                contexts.add((job.ids.sop_class_uid, job.transfer_syntax))
+                if len(contexts) > MAX_CONTEXTS:
+                    self._queue.put(job)  # the next association proposes it
+                    break
+                batch.append(job)
+            try:
+                self._forward(batch)
+            except Exception:  # the thread must outlive any one batch
+                log.exception("forwarding failed", extra={"instances": len(batch)})
+
+    def _forward(self, batch: list[ForwardJob]) -> None:
+        ae = AE(self._local_ae_title)
+        for sop_class, syntax in {(j.ids.sop_class_uid, j.transfer_syntax) for j in batch}:
+            ae.add_requested_context(sop_class, syntax)
+        started = Step(event_pb2.PROCESSING_STAGE_FORWARDED)
+        assoc = ae.associate(
+            self.target.host,
+            self.target.port,
+            ae_title=self.target.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+        )
+        steps: list[Step] = []
+        if not assoc.is_established:
+            reason = "association rejected" if assoc.is_rejected else "no association"
+            for _ in batch:
+                steps.append(
+                    Step(started.stage, started.started_ns).done(
+                        f"{reason} by {self.target.ae_title}"
+                    )
+                )
+        else:
+            try:
+                for job in batch:
+                    step = Step(event_pb2.PROCESSING_STAGE_FORWARDED)
+                    steps.append(step.done(self._send(assoc, job)))
+            finally:
+                assoc.release()
+        failed = sum(step.failed for step in steps)
+        if failed:
+            log.warning(
+                "instances not forwarded",
+                extra={"failed": failed, "instances": len(batch), "pacs": self.target.ae_title},
+            )
+        self._record(batch, steps)
+
+    def _send(self, assoc: Any, job: ForwardJob) -> str:
+        """Sends one instance; returns "" on success, otherwise what went wrong."""
+        try:
+            status = assoc.send_c_store(job.path)
+        except OSError as exc:
+            return describe_os_error(exc)
+        except (ValueError, RuntimeError) as exc:
+            return f"cannot send: {type(exc).__name__}"
+        code = getattr(status, "Status", None)
+        if code is None:
+            return "no response from the PACS"
+        return "" if code in _STORED_STATUSES else f"PACS answered status 0x{code:04X}"
+
+    def _record(self, batch: list[ForwardJob], steps: list[Step]) -> None:
+        """Publishes the batch's steps at once, in a span linked to each instance's trace."""
+        links = []
+        for job in batch:
+            span_context = trace.get_current_span(job.trace).get_span_context()
+            if span_context.is_valid:
+                links.append(trace.Link(span_context))
+        events = [step_event(j.association, j.ids, s) for j, s in zip(batch, steps, strict=True)]
+        with _tracer.start_as_current_span("dicom.forward", links=links) as span:
+            span.set_attribute("dicom.instances", len(batch))
+            span.set_attribute("dicom.failed", sum(s.failed for s in steps))
+            associations = {job.association.association_id for job in batch}
+            if len(associations) == 1:
+                span.set_attribute(CORRELATION_ATTRIBUTE, next(iter(associations)))
+            try:
+                self._sink.publish_from_thread(events)
+            except Exception:
+                log.exception("forward steps not recorded", extra={"instances": len(batch)})
