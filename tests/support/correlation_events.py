@@ -82,9 +82,9 @@ class Feeder:
         self.sequence += 1
         built.sequence = self.sequence
         plan = self.engine.prepare(built)
-        updates = self.engine.apply(plan, relation)
-        # What the consumer does after writing a batch: the change log starts afresh.
-        self.engine.take_changes()
+        self.engine.apply(plan, relation)
+        # One event per batch, as the consumer commits it: every update it caused.
+        updates = self.engine.take_changes().updates
         self.engine.committed()
         return updates
 

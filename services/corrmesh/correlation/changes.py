@@ -10,7 +10,18 @@ from dataclasses import dataclass, field
 
 from corrmesh.correlation.groups import Edge, GroupState
 from corrmesh.correlation.window import EventInfo
-from corrmesh.v1 import correlation_pb2
+from corrmesh.v1 import correlation_pb2, event_pb2
+
+
+@dataclass
+class PendingAdd:
+    """MEMBER_ADDED updates of one group in this batch, folded into one."""
+
+    event_ids: list[str]
+    members: list[EventInfo]
+    edges: list[Edge]
+    now: int
+    trace: event_pb2.TraceContext | None
 
 
 @dataclass
@@ -29,6 +40,8 @@ class ChangeLog:
     #: Groups that left memory since the last commit (their last changes still count).
     retired: dict[str, GroupState] = field(default_factory=dict)
     updates: list[correlation_pb2.GroupUpdate] = field(default_factory=list)
+    #: group id -> its coalesced MEMBER_ADDED, emitted at the end of the batch.
+    pending: dict[str, PendingAdd] = field(default_factory=dict)
     horizon: int | None = None
 
     def absorb(self, base_id: str, other_id: str, persisted: bool) -> None:

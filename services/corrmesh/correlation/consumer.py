@@ -143,11 +143,8 @@ class Consumer:
                 missing = self.relations.missing(plan.pairs)
                 if missing:
                     await self._ask_topology(missing, events[index + 1 :])
-                updates = self.engine.apply(plan, self.relations.lookup)
-                if updates:
-                    context = capture_trace_context()
-                    for update in updates:
-                        update.trace_context.CopyFrom(context)
+                # Updates carry the trace of the (first) event that caused them.
+                self.engine.apply(plan, self.relations.lookup, capture_trace_context)
                 if not plan.duplicate:
                     took = time.perf_counter() - started
                     self.latency.add(took)

@@ -264,9 +264,17 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         return pairs
 
     def apply(
-        self, plan: Plan, relation: Callable[[str, str], Relation | None]
+        self,
+        plan: Plan,
+        relation: Callable[[str, str], Relation | None],
+        trace: Callable[[], event_pb2.TraceContext] | None = None,
     ) -> list[correlation_pb2.GroupUpdate]:
-        """Scores ``plan``'s candidates and places its event; returns the updates made."""
+        """Scores ``plan``'s candidates and places its event.
+
+        Returns the updates emitted so far (MEMBER_ADDED ones come out folded
+        at :meth:`take_changes`); ``trace`` gives the trace context they carry.
+        """
+        self.trace = trace
         if plan.duplicate:
             return []
         self.events_in += 1
@@ -508,6 +516,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
 
     def take_changes(self) -> Changes:
         """What to write since the last commit; call :meth:`committed` after writing."""
+        self.flush_updates()
         log = self.log
 
         def live(group_id: str) -> GroupState | None:

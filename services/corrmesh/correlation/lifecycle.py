@@ -21,17 +21,18 @@ import dataclasses
 import heapq
 from collections.abc import Callable
 
-from corrmesh.correlation.changes import ChangeLog
+from corrmesh.correlation.changes import ChangeLog, PendingAdd
 from corrmesh.correlation.config import duration_us
 from corrmesh.correlation.groups import Edge, GroupState, group_message, timestamp_us
 from corrmesh.correlation.window import EventInfo, EventWindow
-from corrmesh.v1 import correlation_pb2
+from corrmesh.v1 import correlation_pb2, event_pb2
 from corrmesh.v1.correlation_pb2 import (
     GROUP_STATUS_ACTIVE,
     GROUP_STATUS_ARCHIVED,
     GROUP_STATUS_BUILDING,
     GROUP_STATUS_RESOLVED,
     GROUP_STATUS_STABLE,
+    GROUP_UPDATE_TYPE_MEMBER_ADDED,
     GROUP_UPDATE_TYPE_STATUS_CHANGED,
     RELATIONSHIP_TYPE_RECURRENCE,
 )
@@ -58,6 +59,8 @@ class LifecycleMixin:
     _window_us: int
     _lateness_us: int
     _clock: Callable[[], int]
+    #: Trace context of the event being analysed, for the updates it causes.
+    trace: Callable[[], event_pb2.TraceContext] | None = None
 
     def configure_lifecycle(self, config: correlation_pb2.CorrelationConfig) -> None:
         self._stabilize_us = duration_us(config.stabilize_after)
@@ -185,19 +188,60 @@ class LifecycleMixin:
         members: list[EventInfo] | None,
         edges: list[Edge] | None,
         other_group_ids: list[str],
-    ) -> correlation_pb2.GroupUpdate:
-        """Appends one update to the log; its sequence is the next in order."""
+    ) -> None:
+        """Announces a change of ``group``; its sequence is the next in order.
+
+        MEMBER_ADDED updates of one group are folded together until the end of
+        the batch (:meth:`flush_updates`) or the group's next other update, so
+        a storm of a thousand events in one group is a few updates, not a
+        thousand; their ``event_ids`` list every event that joined.
+        """
+        pending = self.log.pending.pop(group.group_id, None)
+        if kind == GROUP_UPDATE_TYPE_MEMBER_ADDED and members is not None and edges is not None:
+            if pending is None:
+                trace = self.trace() if self.trace is not None else None
+                pending = PendingAdd([], [], [], now, trace)
+            pending.event_ids += event_ids
+            pending.members += members
+            pending.edges += edges
+            self.log.pending[group.group_id] = pending
+            return
+        if pending is not None:
+            self._append(GROUP_UPDATE_TYPE_MEMBER_ADDED, group, pending, [])
+        trace = self.trace() if self.trace is not None else None
+        fresh = PendingAdd(event_ids, members, edges, now, trace)  # type: ignore[arg-type]
+        self._append(kind, group, fresh, other_group_ids, full=members is None)
+
+    def _append(
+        self,
+        kind: int,
+        group: GroupState,
+        what: PendingAdd,
+        other_group_ids: list[str],
+        full: bool = False,
+    ) -> None:
         update = correlation_pb2.GroupUpdate(
             sequence=self.next_sequence,
             type=kind,  # type: ignore[arg-type]
-            group=group_message(group, members, edges),
-            event_ids=event_ids,
+            group=group_message(
+                group, None if full else what.members, None if full else what.edges
+            ),
+            event_ids=what.event_ids,
             other_group_ids=other_group_ids,
-            emitted_at=timestamp_us(now),
+            emitted_at=timestamp_us(what.now),
         )
+        if what.trace is not None:
+            update.trace_context.CopyFrom(what.trace)
         self.next_sequence += 1
         self.log.updates.append(update)
-        return update
+
+    def flush_updates(self) -> None:
+        """Emits the folded MEMBER_ADDED updates (end of a batch)."""
+        pending, self.log.pending = self.log.pending, {}
+        for group_id, what in pending.items():
+            group = self.find_group(group_id) or self.log.retired.get(group_id)
+            if group is not None:
+                self._append(GROUP_UPDATE_TYPE_MEMBER_ADDED, group, what, [])
 
     def link(self, parent_id: str, child: GroupState, kind: int) -> None:
         """Links ``child`` to ``parent_id`` both ways (continuation, recurrence)."""

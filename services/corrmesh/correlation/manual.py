@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from corrmesh.correlation.changes import ChangeLog
 from corrmesh.correlation.groups import Edge, GroupState
 from corrmesh.correlation.window import EventInfo, EventWindow
-from corrmesh.v1 import correlation_pb2
 from corrmesh.v1.correlation_pb2 import (
     GROUP_STATUS_ACTIVE,
     GROUP_STATUS_ARCHIVED,
@@ -48,7 +47,7 @@ class ManualEditsMixin:
     join: Callable[[GroupState, EventInfo], None]
     absorb: Callable[[GroupState, GroupState], None]
     changed: Callable[..., None]
-    emit: Callable[..., correlation_pb2.GroupUpdate]
+    emit: Callable[..., None]
     settle: Callable[[GroupState], None]
     track: Callable[[GroupState], None]
     activated: Callable[[GroupState], bool]
