@@ -5,7 +5,8 @@ Defaults follow incident-correlation-engine.md (window 300 s, minimum score
 multi-camera-correlation.md (10 s, same controller). Strategy defaults:
 
 * ``fingerprint``, ``topology``, ``pattern``, ``combined`` and
-  ``multi_camera`` on, weight 1;
+  ``multi_camera`` on, weight 1; ``combined`` from a score of 0.65, so that
+  "same source at the same time" alone does not join;
 * ``temporal`` and ``source`` off on their own: alone they join everything
   close in time, or everything one monitoring system says; ``combined`` uses
   their signals;
@@ -32,6 +33,9 @@ DEFAULT_WINDOW_SECONDS = 300
 DEFAULT_LATENESS_SECONDS = 60
 #: Strategies whose signal alone is too weak to join events (see above).
 OFF_ALONE = frozenset({"temporal", "source"})
+#: ``combined`` from 0.65: closeness in time plus one shared source scores at
+#: most 0.6, so it needs a third signal (similar text, the same fingerprint).
+DEFAULT_THRESHOLDS = {"combined": 0.65}
 _UNIT_FIELDS = (
     "min_correlation_score",
     "merge_threshold",
@@ -59,7 +63,10 @@ def default_config() -> correlation_pb2.CorrelationConfig:
         strategies=[
             *(
                 correlation_pb2.StrategyConfig(
-                    name=name, enabled=name not in OFF_ALONE, weight=1.0, threshold=0.0
+                    name=name,
+                    enabled=name not in OFF_ALONE,
+                    weight=1.0,
+                    threshold=DEFAULT_THRESHOLDS.get(name, 0.0),
                 )
                 for name in strategy_names()
             ),
