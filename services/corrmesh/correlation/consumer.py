@@ -140,7 +140,7 @@ class Consumer:
             with event_span(_tracer, "correlation.analyze", event):
                 started = time.perf_counter()
                 plan = self.engine.prepare(event)
-                missing = self.relations.missing(plan.pairs)
+                missing = self.relations.missing_for(plan)
                 if missing:
                     await self._ask_topology(missing, events[index + 1 :])
                 # Updates carry the trace of the (first) event that caused them.

@@ -10,14 +10,14 @@ and resources, the outage is logged once, and calls resume after a pause.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import grpc
 
-from corrmesh.correlation.plans import PairRefs, ResourcePair, pair_key
+from corrmesh.correlation.plans import PairRefs, Plan, ResourcePair, pair_key
 from corrmesh.correlation.strategies import Relation
 from corrmesh.v1 import topology_pb2, topology_pb2_grpc
 
@@ -45,16 +45,19 @@ class TopologyRelations:
         self._capacity = capacity
         self._ttl = ttl_seconds
         self._clock = clock
-        self._cache: OrderedDict[ResourcePair, tuple[Relation, float]] = OrderedDict()
+        # Insertion order is age order: the oldest answers are evicted first.
+        self._cache: dict[ResourcePair, tuple[Relation, float]] = {}
         # Answers for the batch in hand: kept apart so cache eviction cannot
         # take away an answer an event of this batch is about to use.
         self._batch: dict[ResourcePair, Relation] = {}
+        self._now = clock()
         self._down_until = 0.0
         self._down = False
         self.calls = 0
 
     def start_batch(self) -> None:
         self._batch.clear()
+        self._now = self._clock()
 
     def lookup(self, a: str, b: str) -> Relation | None:
         """The relation of two resource keys, or None: no topology signal."""
@@ -66,15 +69,28 @@ class TopologyRelations:
         if cached is None:
             return None
         relation, expires = cached
-        if expires < self._clock():
+        if expires < self._now:
             del self._cache[pair]
             return None
-        self._cache.move_to_end(pair)
         return relation
 
     def missing(self, pairs: PairRefs) -> PairRefs:
         """The pairs of ``pairs`` nothing is known about."""
+        self._now = self._clock()
         return {p: refs for p, refs in pairs.items() if self.lookup(*p) is None}
+
+    def missing_for(self, plan: Plan) -> PairRefs:
+        """The pairs of ``plan``'s event and its neighbours that nothing is known about."""
+        if not plan.neighbours:
+            return {}
+        self._now = self._clock()
+        own, ref = plan.event.resource_key, plan.event.resource
+        found: PairRefs = {}
+        for key, other in plan.neighbours:
+            pair = (own, key) if own <= key else (key, own)
+            if pair not in self._batch and self.lookup(*pair) is None:
+                found[pair] = (ref, other)
+        return found
 
     async def fetch(self, pairs: PairRefs) -> bool:
         """Asks Topology about ``pairs`` in one call; False when it did not answer."""
@@ -110,8 +126,10 @@ class TopologyRelations:
             pair = order[answer.index]
             relation = (int(answer.kind), int(answer.distance))
             self._batch[pair] = relation
+            self._cache.pop(pair, None)
             self._cache[pair] = (relation, expires)
-            self._cache.move_to_end(pair)
-        while len(self._cache) > self._capacity:
-            self._cache.popitem(last=False)
+        excess = len(self._cache) - self._capacity
+        if excess > 0:
+            for pair in list(itertools.islice(self._cache, excess)):
+                del self._cache[pair]
         return True
