@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corrmesh.runtime.clients import open_channel
@@ -51,3 +53,43 @@ async def topology_server(
             yield app, topology_pb2_grpc.TopologyServiceStub(channel)
         finally:
             await channel.close()
+
+
+def kube_ref(
+    kind: str, name: str, namespace: str = "shop", cluster: str = "prod"
+) -> event_pb2.ResourceRef:
+    """A ref by name to an object of a synced cluster."""
+    return event_pb2.ResourceRef(cluster=cluster, kind=kind, namespace=namespace, name=name)
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Polls ``check`` until it returns True; fails the test after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def kube_topology(
+    database_url: str, kube_clusters: str, states: set[str] | None = None, **overrides: Any
+) -> AsyncIterator[tuple[TopologyApp, TopologyServiceAsyncStub]]:
+    """A Topology server syncing ``kube_clusters``, once every cluster's state
+    is in ``states`` (default: synced)."""
+    async with topology_server(database_url, kube_clusters=kube_clusters, **overrides) as (
+        app,
+        stub,
+    ):
+        assert app.kube is not None
+        await app.kube.wait_until(states or {"synced"}, timeout=30)
+        yield app, stub
+
+
+def kube_topology_of(
+    database_url: str, directory: Path, servers: dict[str, str], states: set[str] | None = None
+) -> Any:
+    """kube_topology over clusters given as {name: API server URL}."""
+    from tests.support.topology_kube_server import kube_clusters_setting
+
+    return kube_topology(database_url, kube_clusters_setting(directory, servers), states)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corrmesh.topology.relate import Relator, shortest_distance
 from corrmesh.v1 import event_pb2, topology_pb2
-from tests.support.topology_cluster import SELECTOR, build_cluster, kref, uid_of
+from tests.support.topology_cluster import DEPENDENCY, SELECTOR, build_cluster, kref, uid_of
 
 R = topology_pb2.RelationKind
 
@@ -82,3 +82,22 @@ def test_bidirectional_search_finds_the_shortest_distance() -> None:
     assert shortest_distance(graph, frontend, pvc, 10, types) == 5
     assert shortest_distance(graph, pvc, frontend, 10, types) == 5
     assert shortest_distance(graph, frontend, pvc, 4, types) is None
+
+
+def test_components_stay_sound_as_edges_come_and_go() -> None:
+    """linked() may say "perhaps" after removals, never "no" wrongly; once
+    removals pile up it is rebuilt and says "no" again."""
+    graph, keys = build_cluster()
+    relator = Relator(graph)
+    web, mysql = keys["Pod/web-1"], keys["Pod/mysql-0"]
+    assert graph.linked(web, mysql)  # through the declared api -> mysql chain
+    assert relate(relator, "Pod/batch-1", "Pod/web-1") == ("UNRELATED", 0)
+    assert not graph.linked(keys["Pod/batch-1"], web)
+    # Cut frontend off from web: web's side is a component of its own now.
+    graph.remove_edge(keys["Service/frontend"], keys["Service/web"], DEPENDENCY)
+    assert relate(relator, "Pod/web-1", "Pod/mysql-0") == ("UNRELATED", 0)
+    graph._links_stale = 10**6  # as if many removals had happened
+    assert not graph.linked(web, mysql)
+    graph.add_edge(keys["Pod/batch-1"], web, DEPENDENCY)
+    assert graph.linked(keys["Pod/batch-1"], web)
+    assert relate(relator, "Pod/batch-1", "Pod/web-2") == ("DEPENDENCY", 3)

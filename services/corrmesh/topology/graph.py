@@ -83,6 +83,10 @@ class TopologyGraph:
         self._degree: dict[Key, int] = {}
         #: Bumped on every mutation; caches of derived answers compare it.
         self.version = 0
+        #: Which resources may be joined by edges other than NODE (see linked()).
+        self._links: dict[Key, Key] = {}
+        self._links_stale = 0
+        self._edges = 0
 
     # ---- resources -------------------------------------------------------
 
@@ -104,6 +108,17 @@ class TopologyGraph:
             if not ref.uid or candidate[0] != "uid":
                 return candidate
         return None
+
+    def find_name(self, name: NameKey) -> Key | None:
+        """The resource named ``name`` (cluster, kind, namespace, name), preferring
+        an observed one (with a uid) to a declared one; None when there is none."""
+        candidates = self._by_name.get(name)
+        if not candidates:
+            return None
+        for candidate in reversed(candidates):
+            if candidate[0] == "uid":
+                return candidate
+        return next(reversed(candidates))
 
     def get(self, ref: event_pb2.ResourceRef) -> topology_pb2.Resource | None:
         key = self.resolve(ref)
@@ -158,6 +173,9 @@ class TopologyGraph:
         self._in.setdefault(target, {}).setdefault(edge_type, {})[source] = None
         self._degree[source] = self._degree.get(source, 0) + 1
         self._degree[target] = self._degree.get(target, 0) + 1
+        if edge_type != NODE:
+            self._union(source, target)
+        self._edges += 1
         self.version += 1
         return True
 
@@ -170,6 +188,9 @@ class TopologyGraph:
         del self._in[target][edge_type][source]
         self._degree[source] -= 1
         self._degree[target] -= 1
+        if edge_type != NODE:
+            self._links_stale += 1
+        self._edges -= 1
         self.version += 1
         return True
 
@@ -189,8 +210,47 @@ class TopologyGraph:
         """Edges touching ``key``, of every type and direction."""
         return self._degree.get(key, 0)
 
+    # ---- components ------------------------------------------------------
+    #
+    # A union-find over every non-NODE edge added since it was last rebuilt.
+    # Removing an edge does not split a set, so the sets over-approximate
+    # connectivity: two resources in different sets are certainly not joined
+    # (the cheap answer for most pairs of a large graph), two in the same set
+    # may be. It is rebuilt once removals pile up, to stay sharp.
+
+    def _find(self, key: Key) -> Key:
+        links = self._links
+        root = key
+        while (parent := links.get(root, root)) != root:
+            root = parent
+        while key != root:  # path compression
+            links[key], key = root, links[key]
+        return root
+
+    def _union(self, a: Key, b: Key) -> None:
+        root_a, root_b = self._find(a), self._find(b)
+        if root_a != root_b:
+            self._links[root_a] = root_b
+
+    def linked(self, a: Key, b: Key) -> bool:
+        """False when no path of non-NODE edges can join ``a`` and ``b``;
+        True when one may (a search then decides)."""
+        if self._links_stale > max(1000, self._edges // 4):
+            self._links = {}
+            self._links_stale = 0
+            for source, by_type in self._out.items():
+                for edge_type, targets in by_type.items():
+                    if edge_type != NODE:
+                        for target in targets:
+                            self._union(source, target)
+        return self._find(a) == self._find(b)
+
     def edge_count(self) -> int:
-        return sum(len(t) for by_type in self._out.values() for t in by_type.values())
+        return self._edges
+
+    def adjacency(self) -> tuple[Adjacency, Adjacency]:
+        """(outgoing, incoming) maps, for traversals on the hot path; read only."""
+        return self._out, self._in
 
     def outgoing(self, key: Key, edge_type: EdgeType) -> Collection[Key]:
         return self._out.get(key, {}).get(edge_type, {}).keys()

@@ -42,43 +42,40 @@ def impact(graph: TopologyGraph, root: Key, max_depth: int, kinds: Collection[st
     ``kinds`` restricts what is reported, not what is walked: a Service
     reached through Pods is found even when Pods are not asked for.
     """
-    parent: dict[Key, Key] = {}
-    seen = {root}
+    # Which adjacency map each edge type propagates failure along.
+    forward = tuple(t for t, f in PROPAGATES_FORWARD.items() if f)
+    backward = tuple(t for t, f in PROPAGATES_FORWARD.items() if not f)
+    outgoing, incoming = graph.adjacency()
+    paths: dict[Key, tuple[Key, ...]] = {root: (root,)}
     reached: list[tuple[Key, int]] = []
     frontier = [root]
     for distance in range(1, max_depth + 1):
         next_frontier: list[Key] = []
         for current in frontier:
-            for edge_type, forward in PROPAGATES_FORWARD.items():
-                affected = (
-                    graph.outgoing(current, edge_type)
-                    if forward
-                    else graph.incoming(current, edge_type)
-                )
-                for key in affected:
-                    if key not in seen:
-                        seen.add(key)
-                        parent[key] = current
-                        reached.append((key, distance))
-                        next_frontier.append(key)
+            path = paths[current]
+            for adjacency, edge_types in ((outgoing, forward), (incoming, backward)):
+                by_type = adjacency.get(current)
+                if not by_type:
+                    continue
+                for edge_type in edge_types:
+                    neighbours = by_type.get(edge_type)
+                    if not neighbours:
+                        continue
+                    for key in neighbours:
+                        if key not in paths:
+                            paths[key] = (*path, key)
+                            reached.append((key, distance))
+                            next_frontier.append(key)
         if not next_frontier:
             break
         frontier = next_frontier
+    resources = graph.resources
     impacted = [
-        Impacted(key, _path(parent, root, key), distance)
+        Impacted(key, paths[key], distance)
         for key, distance in reached
-        if not kinds or graph.resources[key].ref.kind in kinds
+        if not kinds or resources[key].ref.kind in kinds
     ]
     return Impact(root, impacted, summarize(graph, root, impacted))
-
-
-def _path(parent: dict[Key, Key], root: Key, key: Key) -> tuple[Key, ...]:
-    path = [key]
-    while key != root:
-        key = parent[key]
-        path.append(key)
-    path.reverse()
-    return tuple(path)
 
 
 def summarize(graph: TopologyGraph, root: Key, impacted: list[Impacted]) -> str:

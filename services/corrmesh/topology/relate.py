@@ -71,6 +71,12 @@ class Relator:
 
 def relate_keys(graph: TopologyGraph, a: Key, b: Key, max_distance: int) -> Relation:
     """The relation of two different resources in ``graph`` (uncached)."""
+    if not graph.linked(a, b):
+        # Nothing but a shared Node can relate them.
+        nodes_a = graph.incoming(a, NODE)
+        if nodes_a and any(node in nodes_a for node in graph.incoming(b, NODE)):
+            return (SIBLING, 2) if max_distance >= 2 else (UNRELATED, 0)
+        return (UNRELATED, 0)
     owners_a = graph.owners(a)
     owners_b = graph.owners(b)
     owner_distances = [d for d in (owners_b.get(a), owners_a.get(b)) if d is not None]

@@ -7,11 +7,15 @@ import logging
 
 import grpc
 
+from corrmesh.runtime.clients import open_channel
 from corrmesh.runtime.server import ServiceApp, run
 from corrmesh.runtime.settings import Settings, load_settings
 from corrmesh.runtime.streams import HeadNotifier
 from corrmesh.topology.declared import DependenciesFileError, load_dependencies_file
 from corrmesh.topology.graph import TopologyGraph
+from corrmesh.topology.kube.cluster import ClusterConfigError, parse_clusters
+from corrmesh.topology.kube.events import EventPublisher
+from corrmesh.topology.kube.registry import KubeSync
 from corrmesh.topology.servicer import TopologyServicer
 from corrmesh.topology.store import TopologyStore
 from corrmesh.topology.writer import SelfDependencyError, TopologyWriter
@@ -31,6 +35,9 @@ class TopologyApp(ServiceApp):
         self.graph = TopologyGraph()
         self.notifier = HeadNotifier()
         self.writer = TopologyWriter(self.graph, self.store, self.notifier)
+        self.kube: KubeSync | None = None
+        self.events: EventPublisher | None = None
+        self._ingest: grpc.aio.Channel | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
         servicer = TopologyServicer(
@@ -41,6 +48,12 @@ class TopologyApp(ServiceApp):
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
         snapshot = await asyncio.to_thread(self.store.snapshot)
+        clusters = parse_clusters(self.settings.kube_clusters)
+        if clusters:
+            self._ingest = open_channel(self.settings.ingest_address, self.settings)
+            self.events = EventPublisher(self._ingest)
+            self.kube = KubeSync(clusters, self.graph, self.writer, self.events)
+            self.writer.on_declared = self.kube.linker.link_declared
         self.writer.rebuild(snapshot)
         path = self.settings.dependencies_file
         if path:
@@ -53,6 +66,9 @@ class TopologyApp(ServiceApp):
                         f"dependencies file {path}: dependencies[{exc.index}].to: "
                         "names the same resource as `from`"
                     ) from exc
+        if self.kube is not None and self.events is not None:
+            self.events.start()
+            await self.kube.start()
         log.info(
             "graph loaded",
             extra={
@@ -63,6 +79,12 @@ class TopologyApp(ServiceApp):
         )
 
     async def stop(self) -> None:
+        if self.kube is not None:
+            await self.kube.stop()
+        if self.events is not None:
+            await self.events.stop()
+        if self._ingest is not None:
+            await self._ingest.close()
         await asyncio.to_thread(self.store.close)
 
     async def ready(self) -> bool:
@@ -77,5 +99,5 @@ def main(argv: list[str] | None = None) -> None:
     ends the start with its one-line error instead of a traceback."""
     try:
         run(TopologyApp, load_settings("topology", argv))
-    except DependenciesFileError as exc:
+    except (DependenciesFileError, ClusterConfigError) as exc:
         raise SystemExit(f"corrmesh topology: {exc}") from None

@@ -150,18 +150,15 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
         key = await self._resolve(context, request.ref)
         graph = self.graph
         found = impact(graph, key, request.max_depth or DEFAULT_IMPACT_DEPTH, set(request.kinds))
-        return topology_pb2.GetImpactResponse(
-            root=graph.resources[key].ref,
-            impacted=[
-                topology_pb2.ImpactedResource(
-                    resource=graph.resources[item.key].ref,
-                    path=[graph.resources[k].ref for k in item.path],
-                    distance=item.distance,
-                )
-                for item in found.impacted
-            ],
-            summary=found.summary,
-        )
+        resources = graph.resources
+        response = topology_pb2.GetImpactResponse(root=resources[key].ref, summary=found.summary)
+        # add() + CopyFrom/extend: the cheapest way to fill hundreds of items.
+        add = response.impacted.add
+        for item in found.impacted:
+            entry = add(distance=item.distance)
+            entry.resource.CopyFrom(resources[item.key].ref)
+            entry.path.extend([resources[k].ref for k in item.path])
+        return response
 
     async def RelateResources(
         self, request: topology_pb2.RelateResourcesRequest, context: Context
@@ -185,12 +182,12 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
             await abort_invalid(context, violations)
         max_distance = request.max_distance or DEFAULT_MAX_DISTANCE
         relate = self.relator.relate
-        relation = topology_pb2.ResourceRelation
-        relations = []
+        response = topology_pb2.RelateResourcesResponse()
+        add = response.relations.add
         for index, pair in enumerate(pairs):
             kind, distance = relate(pair.a, pair.b, max_distance)
-            relations.append(relation(index=index, kind=kind, distance=distance))  # type: ignore[arg-type]
-        return topology_pb2.RelateResourcesResponse(relations=relations)
+            add(index=index, kind=kind, distance=distance)  # type: ignore[arg-type]
+        return response
 
     async def UpsertDependencies(
         self, request: topology_pb2.UpsertDependenciesRequest, context: Context

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from corrmesh.runtime.db import create_db_engine, migrate, session_factory
@@ -118,18 +118,22 @@ class TopologyStore:
                     )
                 )
                 self._prune(session, [ids[dependent_key], ids[dependency_key]])
-            entries = []
-            for change in write.changes:
-                entry = ChangeLogEntry(
-                    type=change.type,
-                    cluster=change.cluster,
-                    changed_at=change.changed_at.ToDatetime(tzinfo=UTC),
-                    change=change.SerializeToString(),
-                )
-                session.add(entry)
-                entries.append(entry)
-            session.flush()
-            return [entry.sequence for entry in entries]
+            if not write.changes:
+                return []
+            # One multi-row INSERT ... RETURNING: a watch burst logs thousands at once.
+            rows = [
+                {
+                    "type": change.type,
+                    "cluster": change.cluster,
+                    "changed_at": change.changed_at.ToDatetime(tzinfo=UTC),
+                    "change": change.SerializeToString(),
+                }
+                for change in write.changes
+            ]
+            statement = insert(ChangeLogEntry).returning(
+                ChangeLogEntry.sequence, sort_by_parameter_order=True
+            )
+            return list(session.scalars(statement, rows))
 
     def _resource_ids(self, session: Session, write: StoreWrite, now: datetime) -> dict[str, int]:
         wanted = {r.key for r in write.resources}

@@ -10,7 +10,7 @@ then commit in order and a follower never sees a gap fill in later.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC
 
 from google.protobuf import timestamp_pb2
@@ -48,6 +48,9 @@ class TopologyWriter:
         self.store = store
         self.notifier = notifier
         self._lock = asyncio.Lock()
+        #: Called with each declared resource put in the graph (Kubernetes sync
+        #: links it to the observed object of the same name).
+        self.on_declared: Callable[[Key], None] | None = None
 
     def rebuild(self, snapshot: Snapshot) -> None:
         """Loads declared resources and dependencies into the (empty) graph."""
@@ -56,6 +59,8 @@ class TopologyWriter:
             resource.created_at.FromDatetime(stored.created_at)
             resource.updated_at.FromDatetime(stored.updated_at)
             self.graph.upsert_resource(resource)
+            if self.on_declared is not None:
+                self.on_declared(key_from_text(stored.key))
         for dep in snapshot.dependencies:
             self.graph.add_edge(
                 key_from_text(dep.dependent_key), key_from_text(dep.dependency_key), DEPENDENCY
@@ -104,6 +109,9 @@ class TopologyWriter:
                 graph.upsert_resource(resource)
             for source, target in new_edges:
                 graph.add_edge(source, target, DEPENDENCY)
+            if self.on_declared is not None:
+                for key in new_resources:
+                    self.on_declared(key)
             self._announce(sequences)
             return len(dependencies)
 
@@ -114,9 +122,15 @@ class TopologyWriter:
         now: timestamp_pb2.Timestamp,
         write: StoreWrite,
     ) -> tuple[Key, topology_pb2.Resource]:
-        """The graph key for one end of a dependency, declaring the resource if new."""
-        key = self.graph.resolve(ref)
-        if key is not None:
+        """The graph key for one end of a dependency, declaring the resource if new.
+
+        An end named without a uid is always the declared resource of that
+        name, even when an observed object has the name too: the declaration
+        then outlives the object being deleted and created again, and the
+        Kubernetes sync links the two (see KubeLinker.link_declared).
+        """
+        key = self.graph.resolve(ref) if ref.uid else key_of(ref)
+        if key is not None and key in self.graph.resources:
             return key, self.graph.resources[key]
         key = key_of(ref)
         resource = new_resources.get(key)
@@ -143,8 +157,8 @@ class TopologyWriter:
         dependency), so the graph holds only what is declared or observed."""
         async with self._lock:
             graph = self.graph
-            source = graph.resolve(dependent)
-            target = graph.resolve(dependency)
+            source = self._declared_end(dependent)
+            target = self._declared_end(dependency)
             if source is None or target is None or not graph.has_edge(source, target, DEPENDENCY):
                 return False
             now = now_timestamp()
@@ -171,6 +185,27 @@ class TopologyWriter:
                 graph.delete_resource(key)
             self._announce(sequences)
             return True
+
+    async def apply_observed(self, apply: Callable[[], list[topology_pb2.TopologyChange]]) -> None:
+        """Runs ``apply`` (which changes the graph and returns the changes it
+        made) and appends its changes to the change log.
+
+        What a cluster reports has already happened, so the graph follows it
+        first and the log second; the lock still keeps the log's sequences in
+        commit order with the declared writes.
+        """
+        async with self._lock:
+            changes = apply()
+            if changes:
+                sequences = await asyncio.to_thread(self.store.apply, StoreWrite(changes=changes))
+                self._announce(sequences)
+
+    def _declared_end(self, ref: event_pb2.ResourceRef) -> Key | None:
+        """The key a dependency end is declared under (as _end chooses it)."""
+        if ref.uid:
+            return self.graph.resolve(ref)
+        key = key_of(ref)
+        return key if key in self.graph.resources else self.graph.resolve(ref)
 
     def _announce(self, sequences: list[int]) -> None:
         if sequences:
