@@ -169,28 +169,82 @@ def timestamp_of(moment: datetime) -> timestamp_pb2.Timestamp:
     return timestamp_us(micros_of(moment))
 
 
-def edge_message(edge: Edge) -> correlation_pb2.CorrelationEdge:
-    return correlation_pb2.CorrelationEdge(
-        from_event_id=edge.from_event_id,
-        to_event_id=edge.to_event_id,
-        score=edge.score,
-        strategy=edge.strategy,
-        reason=edge.reason,
-        detected_at=timestamp_us(edge.detected_us),
-    )
+def set_time(target: timestamp_pb2.Timestamp, micros: int) -> None:
+    """Sets ``target`` in place (cheaper than building and copying a Timestamp)."""
+    target.seconds = micros // 1_000_000
+    target.nanos = micros % 1_000_000 * 1000
 
 
-def member_message(group: GroupState, member: EventInfo) -> correlation_pb2.GroupMember:
-    return correlation_pb2.GroupMember(
-        event_id=member.event_id,
-        correlation_id=member.correlation_id,
-        occurred_at=timestamp_us(member.occurred_us),
-        title=member.title,
-        severity=member.severity,  # type: ignore[arg-type]
-        resource=member.resource,
-        correlated_event_ids=group.neighbours.get(member.event_id, []),
-        sequence=member.sequence,
-    )
+def _member_template(member: EventInfo) -> correlation_pb2.GroupMember:
+    """What a member's message always says; built once per event."""
+    template = member.template
+    if template is None:
+        template = correlation_pb2.GroupMember(
+            event_id=member.event_id,
+            correlation_id=member.correlation_id,
+            title=member.title,
+            severity=member.severity,  # type: ignore[arg-type]
+            resource=member.resource,
+            sequence=member.sequence,
+        )
+        set_time(template.occurred_at, member.occurred_us)
+        member.template = template
+    return template
+
+
+def fill_group(
+    message: correlation_pb2.Group,
+    group: GroupState,
+    members: list[EventInfo] | None = None,
+    edges: list[Edge] | None = None,
+) -> correlation_pb2.Group:
+    """Fills ``message`` with ``group`` and ``members``/``edges`` (default: all of them).
+
+    Members come in event-time order, each with the ids it is correlated with.
+    Sub-messages are filled in place: on the hot path every update goes
+    through here, and copying built messages into repeated fields costs more
+    than building them.
+    """
+    chosen = list(group.members.values()) if members is None else members
+    chosen.sort(key=lambda m: (m.occurred_us, m.sequence))
+    message.group_id = group.group_id
+    message.title = group.title
+    message.status = group.status  # type: ignore[assignment]
+    message.type = group.type  # type: ignore[assignment]
+    message.domain = group.domain  # type: ignore[assignment]
+    message.severity = group.severity  # type: ignore[assignment]
+    message.primary_event_id = group.primary_event_id
+    message.aggregate_score = group.aggregate_score
+    message.member_count = group.member_count
+    message.revision = group.revision
+    set_time(message.first_event_at, group.first_us)
+    set_time(message.last_event_at, group.last_us)
+    set_time(message.created_at, group.created_us)
+    set_time(message.updated_at, group.updated_us)
+    if group.resolved_us is not None:
+        set_time(message.resolved_at, group.resolved_us)
+    neighbours = group.neighbours
+    for member in chosen:
+        added = message.members.add()
+        added.CopyFrom(_member_template(member))
+        correlated = neighbours.get(member.event_id)
+        if correlated:
+            added.correlated_event_ids.extend(correlated)
+    for edge in group.edges if edges is None else edges:
+        out = message.edges.add()
+        out.from_event_id = edge.from_event_id
+        out.to_event_id = edge.to_event_id
+        out.score = edge.score
+        out.strategy = edge.strategy
+        out.reason = edge.reason
+        set_time(out.detected_at, edge.detected_us)
+    for other, kind in group.links:
+        link = message.links.add()
+        link.group_id = other
+        link.relationship_type = kind  # type: ignore[assignment]
+    if group.metadata:
+        message.metadata.update(group.metadata)
+    return message
 
 
 def group_message(
@@ -198,35 +252,5 @@ def group_message(
     members: list[EventInfo] | None = None,
     edges: list[Edge] | None = None,
 ) -> correlation_pb2.Group:
-    """The Group message with ``members`` and ``edges`` (default: all of them).
-
-    Members come in event-time order, each with the ids it is correlated with.
-    """
-    chosen = list(group.members.values()) if members is None else members
-    chosen.sort(key=lambda m: (m.occurred_us, m.sequence))
-    message = correlation_pb2.Group(
-        group_id=group.group_id,
-        title=group.title,
-        status=group.status,  # type: ignore[arg-type]
-        type=group.type,  # type: ignore[arg-type]
-        domain=group.domain,  # type: ignore[arg-type]
-        severity=group.severity,  # type: ignore[arg-type]
-        primary_event_id=group.primary_event_id,
-        members=[member_message(group, m) for m in chosen],
-        edges=[edge_message(e) for e in (group.edges if edges is None else edges)],
-        aggregate_score=group.aggregate_score,
-        member_count=group.member_count,
-        first_event_at=timestamp_us(group.first_us),
-        last_event_at=timestamp_us(group.last_us),
-        created_at=timestamp_us(group.created_us),
-        updated_at=timestamp_us(group.updated_us),
-        links=[
-            correlation_pb2.GroupLink(group_id=other, relationship_type=kind)  # type: ignore[arg-type]
-            for other, kind in group.links
-        ],
-        metadata=group.metadata,
-        revision=group.revision,
-    )
-    if group.resolved_us is not None:
-        message.resolved_at.CopyFrom(timestamp_us(group.resolved_us))
-    return message
+    """The Group message with ``members`` and ``edges`` (default: all of them)."""
+    return fill_group(correlation_pb2.Group(), group, members, edges)

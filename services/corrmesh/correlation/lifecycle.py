@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from corrmesh.correlation.changes import ChangeLog, PendingAdd
 from corrmesh.correlation.config import duration_us
-from corrmesh.correlation.groups import Edge, GroupState, group_message, timestamp_us
+from corrmesh.correlation.groups import Edge, GroupState, fill_group, set_time
 from corrmesh.correlation.window import EventInfo, EventWindow
 from corrmesh.v1 import correlation_pb2, event_pb2
 from corrmesh.v1.correlation_pb2 import (
@@ -223,13 +223,13 @@ class LifecycleMixin:
         update = correlation_pb2.GroupUpdate(
             sequence=self.next_sequence,
             type=kind,  # type: ignore[arg-type]
-            group=group_message(
-                group, None if full else what.members, None if full else what.edges
-            ),
             event_ids=what.event_ids,
             other_group_ids=other_group_ids,
-            emitted_at=timestamp_us(what.now),
         )
+        fill_group(
+            update.group, group, None if full else what.members, None if full else what.edges
+        )
+        set_time(update.emitted_at, what.now)
         if what.trace is not None:
             update.trace_context.CopyFrom(what.trace)
         self.next_sequence += 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from corrmesh.correlation.resources import resource_key
-from corrmesh.v1 import event_pb2
+from corrmesh.v1 import correlation_pb2, event_pb2
 
 #: Attribute that marks an event as resolving what it matches (besides an
 #: incident whose status is RESOLVED).
@@ -74,6 +74,8 @@ class EventInfo:
     #: Key in the camera index (controller and detection class); "" for other events.
     camera_key: str = ""
     tokens: frozenset[str] = field(default_factory=frozenset)
+    #: Its GroupMember message without correlated ids, built on first use.
+    template: correlation_pb2.GroupMember | None = None
 
     def __post_init__(self) -> None:
         if not self.tokens and self.title:
