@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ class Mesh:
     correlation: CorrelationServiceAsyncStub
     topology: TopologyServiceAsyncStub
     health: health_pb2_grpc.HealthStub
+    ingest_app: IngestApp
 
     async def publish(self, *events: event_pb2.Event) -> list[int]:
         response = await ingest_client.publish(self.ingest, events)
@@ -59,14 +60,22 @@ async def poll(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -
 
 @asynccontextmanager
 async def mesh(
-    database_url: str, tmp_path: Path, app_class: type[CorrelationApp] = CorrelationApp
+    database_url: str,
+    tmp_path: Path,
+    app_class: type[CorrelationApp] = CorrelationApp,
+    ingest_settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Mesh]:
-    """Ingest and Topology on SQLite under ``tmp_path``, Correlation on ``database_url``."""
+    """Ingest and Topology on SQLite under ``tmp_path``, Correlation on ``database_url``.
+
+    ``ingest_settings`` are more Settings fields for Ingest (its DICOM SCP, ...).
+    """
     async with (
-        running(IngestApp, "ingest", database_url=f"sqlite:///{tmp_path / 'ingest.db'}") as (
-            _ingest,
-            ingest_address,
-        ),
+        running(
+            IngestApp,
+            "ingest",
+            database_url=f"sqlite:///{tmp_path / 'ingest.db'}",
+            **(ingest_settings or {}),
+        ) as (ingest_app, ingest_address),
         running(TopologyApp, "topology", database_url=f"sqlite:///{tmp_path / 'topology.db'}") as (
             _topology,
             topology_address,
@@ -80,6 +89,7 @@ async def mesh(
         ) as (app, address),
     ):
         assert isinstance(app, CorrelationApp)
+        assert isinstance(ingest_app, IngestApp)
         channels = [
             open_channel(ingest_address, traced=False),
             open_channel(address, traced=False),
@@ -92,6 +102,7 @@ async def mesh(
                 cast("CorrelationServiceAsyncStub", stub_of(channels[1])),
                 topology_pb2_grpc.TopologyServiceStub(channels[2]),
                 health_pb2_grpc.HealthStub(channels[1]),
+                ingest_app,
             )
         finally:
             for channel in channels:

@@ -14,6 +14,7 @@ from corrmesh.correlation.config import default_config
 from corrmesh.correlation.consumer import Consumer
 from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.gate import EngineGate
+from corrmesh.correlation.ingest_reader import IngestReader
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.metrics import METER_NAME, CorrelationMetrics
 from corrmesh.correlation.queries import GroupQueries
@@ -56,9 +57,11 @@ class CorrelationApp(ServiceApp):
         self._clock_task: asyncio.Task[None] | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._health: dict[str, health_pb2_grpc.HealthStub] = {}
+        self.servicer: CorrelationServicer | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
         servicer = CorrelationServicer(self.gate, self.queries, self.latency, self.stopping)
+        self.servicer = servicer
         correlation_pb2_grpc.add_CorrelationServiceServicer_to_server(servicer, server)
 
     async def start(self) -> None:
@@ -72,6 +75,8 @@ class CorrelationApp(ServiceApp):
         ingest = open_channel(settings.ingest_address, settings)
         topology = open_channel(settings.topology_address, settings)
         self._channels = [ingest, topology]
+        if self.servicer is not None:
+            self.servicer.ingest_events = IngestReader(ingest)
         for name, address in (
             ("ingest", settings.ingest_address),
             ("topology", settings.topology_address),

@@ -8,29 +8,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
 
-from corrmesh.correlation import feedback, links
+from corrmesh.correlation import analytics, feedback, links
 from corrmesh.correlation.config import apply_update
 from corrmesh.correlation.edits import GroupEditRpcs
 from corrmesh.correlation.gate import EngineGate
+from corrmesh.correlation.ingest_reader import IngestReader, TooManyEventsError
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.queries import GroupFilter, GroupQueries, noise_reduction
 from corrmesh.runtime import paging
-from corrmesh.runtime.errors import FieldViolations, abort_invalid, abort_not_found
+from corrmesh.runtime.errors import (
+    FieldViolations,
+    abort,
+    abort_invalid,
+    abort_not_found,
+    unavailable_status,
+)
 from corrmesh.runtime.streams import clamp_batch, follow
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-#: What each RPC not built yet will do, for the UNIMPLEMENTED message.
-_LATER = {
-    "GetTimeline": "timelines",
-    "AnalyzePerformance": "performance analysis",
-}
 
 
 def _check_enums(
@@ -64,6 +65,9 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationServiceServicer):
     """The RPCs over the engine, its store and its update log."""
+
+    #: Ingest's log, for timelines and performance; CorrelationApp.start() sets it.
+    ingest_events: IngestReader | None = None
 
     def __init__(
         self,
@@ -198,15 +202,6 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
             self.engine.set_config(updated)
         return correlation_pb2.UpdateConfigResponse(config=updated)
 
-    # -- not built yet: DICOM timelines and performance analysis --
-
-    async def _not_yet(self, name: str, context: Context) -> NoReturn:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{name} is not implemented yet: {_LATER[name]} comes with DICOM processing analytics",
-        )
-        raise AssertionError("abort returned")  # pragma: no cover
-
     async def LinkCorrelations(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.LinkCorrelationsRequest, context: Context
     ) -> correlation_pb2.LinkCorrelationsResponse:
@@ -277,9 +272,47 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
     async def GetTimeline(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.GetTimelineRequest, context: Context
     ) -> correlation_pb2.GetTimelineResponse:
-        await self._not_yet("GetTimeline", context)
+        """The steps of a correlation id or of a group's members; rules in :mod:`.analytics`."""
+        events = await self._target_events(request, context)
+        # Off the event loop: tens of thousands of steps take a noticeable moment.
+        return await asyncio.to_thread(analytics.timeline_response, events)
 
     async def AnalyzePerformance(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.AnalyzePerformanceRequest, context: Context
     ) -> correlation_pb2.AnalyzePerformanceResponse:
-        await self._not_yet("AnalyzePerformance", context)
+        """Per-stage durations, bottleneck and rates; rules in :mod:`.analytics`."""
+        events = await self._target_events(request, context)
+        return await asyncio.to_thread(analytics.performance_response, events)
+
+    async def _target_events(
+        self,
+        request: correlation_pb2.GetTimelineRequest | correlation_pb2.AnalyzePerformanceRequest,
+        context: Context,
+    ) -> list[event_pb2.Event]:
+        """The events of the request's target, read from Ingest (aborts on bad input)."""
+        violations = FieldViolations()
+        target = analytics.validate_target(request, violations)
+        if target is None:
+            await abort_invalid(context, violations)
+        reader = self.ingest_events
+        if reader is None:
+            await abort(context, unavailable_status("Ingest is not connected yet"))
+        try:
+            if isinstance(request, correlation_pb2.AnalyzePerformanceRequest) and (
+                target == "time_range"
+            ):
+                window = request.time_range
+                # Only processing steps are analysed: reading other domains is waste.
+                return await reader.in_range(
+                    window.start_time, window.end_time, [event_pb2.DOMAIN_DICOM]
+                )
+            if target == "group_id":
+                group = await asyncio.to_thread(self.queries.get_group, request.group_id)
+                if group is None:
+                    await abort_not_found(context, "group", request.group_id)
+                return await reader.for_correlations(analytics.correlation_ids_of(group))
+            return await reader.for_correlations([request.correlation_id])
+        except TooManyEventsError as error:
+            await abort_invalid(context, [(target, f"{error}, the most one call reads")])
+        except grpc.aio.AioRpcError as error:
+            await abort(context, unavailable_status(f"Ingest cannot be read ({error.code().name})"))
