@@ -268,6 +268,25 @@ def test_25_the_best_strategy_names_the_edge_and_every_match_counts() -> None:
     assert feeder.engine.matches == {"fingerprint": 1}
 
 
+def test_one_dicom_association_is_one_association_group() -> None:
+    feeder = Feeder()
+    steps = []
+    for index, stage in enumerate(("RECEIVED", "STORED", "RECEIVED", "STORED")):
+        step = event(
+            index * 0.2, event_id=f"step-{index}", domain=event_pb2.DOMAIN_DICOM, type=stage
+        )
+        step.correlation_id = "assoc-1"
+        steps.append(step)
+    other = event(0.5, event_id="elsewhere", domain=event_pb2.DOMAIN_DICOM, type="RECEIVED")
+    other.correlation_id = "assoc-2"
+    for step in [*steps[:2], other, *steps[2:]]:
+        feeder.feed(step)
+    (group,) = feeder.engine.groups.values()
+    assert group.type == correlation_pb2.GROUP_TYPE_ASSOCIATION
+    assert set(group.members) == {f"step-{i}" for i in range(4)}
+    assert group.edges[0].reason == "same correlation id assoc-1, 0.2 s apart"
+
+
 # -- lifecycle -------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from corrmesh.correlation.plans import Candidate, Changes, PairRefs, Plan, Resto
 from corrmesh.correlation.resources import resource_key
 from corrmesh.correlation.strategies import (
     CAMERA,
+    CORRELATION,
     FINGERPRINT,
     RESOURCE,
     SOURCE,
@@ -53,6 +54,7 @@ from corrmesh.correlation.window import EventInfo, EventWindow, indexed_tokens
 from corrmesh.v1 import correlation_pb2, event_pb2, topology_pb2
 from corrmesh.v1.correlation_pb2 import (
     GROUP_STATUS_BUILDING,
+    GROUP_TYPE_ASSOCIATION,
     GROUP_TYPE_INCIDENT,
     GROUP_TYPE_MULTI_CAMERA,
     GROUP_UPDATE_TYPE_CREATED,
@@ -63,11 +65,16 @@ from corrmesh.v1.correlation_pb2 import (
 )
 
 #: Newest entries read per key of each index.
-LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64}
+LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64, CORRELATION: 50}
 TOPOLOGY_RESOURCES = 32
 TOPOLOGY_EVENTS_PER_RESOURCE = 4
 MAX_EDGES_PER_EVENT = 8
 _BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
+#: What a group gathers, by the domain of its first event.
+_GROUP_TYPES = {
+    event_pb2.DOMAIN_CAMERA: GROUP_TYPE_MULTI_CAMERA,
+    event_pb2.DOMAIN_DICOM: GROUP_TYPE_ASSOCIATION,
+}
 #: Topology answers that make a neighbour's events candidates.
 RELATED_KINDS = frozenset(
     {
@@ -230,6 +237,11 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
                 take(window.lookup(window.tokens, token, LIMITS[TOKENS]), _BIT[TOKENS])
         if wanted & _BIT[CAMERA] and info.camera_key:
             take(window.lookup(window.cameras, info.camera_key, LIMITS[CAMERA]), _BIT[CAMERA])
+        if wanted & _BIT[CORRELATION] and info.correlation_id:
+            found_same = window.lookup(
+                window.correlations, info.correlation_id, LIMITS[CORRELATION]
+            )
+            take(found_same, _BIT[CORRELATION])
         neighbours = []
         if wanted & _BIT[TOPOLOGY] and info.resource_key:
             # Their events become candidates in apply(), once Topology has said
@@ -479,11 +491,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
             created_us=now,
             updated_us=now,
             status=GROUP_STATUS_BUILDING,
-            type=(
-                GROUP_TYPE_MULTI_CAMERA
-                if primary.domain == event_pb2.DOMAIN_CAMERA
-                else GROUP_TYPE_INCIDENT
-            ),
+            type=_GROUP_TYPES.get(primary.domain, GROUP_TYPE_INCIDENT),
         )
         self.groups[group.group_id] = group
         self.log.new_groups.add(group.group_id)

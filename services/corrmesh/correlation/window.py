@@ -157,6 +157,7 @@ class EventWindow:
         self.sources = _KeyIndex()
         self.tokens = _KeyIndex()
         self.cameras = _KeyIndex()
+        self.correlations = _KeyIndex()
         # cluster -> resource key -> ref, least recently seen first.
         self._resources_by_cluster: dict[str, dict[str, event_pb2.ResourceRef]] = {}
         self._expiry: list[tuple[int, int, str]] = []
@@ -179,6 +180,8 @@ class EventWindow:
             self.tokens.add(token, event_id)
         if event.camera_key:
             self.cameras.add(event.camera_key, event_id)
+        if event.correlation_id:
+            self.correlations.add(event.correlation_id, event_id)
         if event.resource_key:
             self.resources.add(event.resource_key, event_id)
             recent = self._resources_by_cluster.setdefault(event.resource.cluster, {})
@@ -208,6 +211,8 @@ class EventWindow:
             self.tokens.discard(token, event_id)
         if event.camera_key:
             self.cameras.discard(event.camera_key, event_id)
+        if event.correlation_id:
+            self.correlations.discard(event.correlation_id, event_id)
         if event.resource_key and not self.resources.discard(event.resource_key, event_id):
             recent = self._resources_by_cluster.get(event.resource.cluster)
             if recent is not None:

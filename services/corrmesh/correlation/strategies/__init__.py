@@ -34,7 +34,8 @@ SOURCE = "source"
 TOKENS = "tokens"
 TOPOLOGY = "topology"
 CAMERA = "camera"
-INDEXES = frozenset({FINGERPRINT, RESOURCE, SOURCE, TOKENS, TOPOLOGY, CAMERA})
+CORRELATION = "correlation"
+INDEXES = frozenset({FINGERPRINT, RESOURCE, SOURCE, TOKENS, TOPOLOGY, CAMERA, CORRELATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ def _load_builtins() -> None:
     # Imported lazily: the built-in modules import this one for Strategy.
     from corrmesh.correlation.strategies import (  # noqa: F401
         combined,
+        correlation_id,
         fingerprint,
         multi_camera,
         pattern,
