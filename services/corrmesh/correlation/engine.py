@@ -71,7 +71,7 @@ TOPOLOGY_EVENTS_PER_RESOURCE = 4
 MAX_EDGES_PER_EVENT = 8
 _BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
 #: What a group gathers, by the domain of its first event.
-_GROUP_TYPES = {
+_GROUP_TYPES: dict[int, int] = {
     event_pb2.DOMAIN_CAMERA: GROUP_TYPE_MULTI_CAMERA,
     event_pb2.DOMAIN_DICOM: GROUP_TYPE_ASSOCIATION,
 }
