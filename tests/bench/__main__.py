@@ -27,7 +27,7 @@ from rich.table import Table
 from corrmesh.cli.mesh import Mesh, free_port
 from corrmesh.runtime.server import MAX_MESSAGE_BYTES
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2, ingest_pb2
-from tests.bench import bench_correlation, bench_ingest_edges
+from tests.bench import bench_correlation, bench_ingest_edges, bench_spanner
 from tests.bench.bare_server import METHOD
 
 CHANNEL_OPTIONS = [
@@ -167,6 +167,7 @@ def main() -> None:
         rate = args.events / seconds
         table.add_row(label, f"{seconds:.2f}", f"{rate:,.0f}", f"{rate / base_rate:.3f}")
     console.print(table)
+    bench_spanner.run(console)
     bench_ingest_edges.run_from_args(console, args)
 
 

@@ -5,18 +5,25 @@ persistence across a restart."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from corrmesh.cli.mesh import free_port
 from corrmesh.runtime.errors import bad_request_fields
+from corrmesh.runtime.server import Server
 from corrmesh.runtime.settings import (
     SPANNER_DICOM_AE_TITLE,
     SPANNER_DICOM_PORT,
     SPANNER_DICOMWEB_PORT,
+    load_settings,
 )
 from corrmesh.spanner.server import SpannerApp
 from corrmesh.v1 import spanner_pb2 as pb
@@ -221,3 +228,54 @@ async def test_configuration_survives_a_restart(database_url: str) -> None:
             pb.ListSourceMappingsRequest(config_id=config.config_id)
         )
         assert list(mappings.mappings) == [mapping]
+
+
+def _echo(port: int, called: str) -> int:
+    ae = AE(ae_title="ECHOER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_echo().Status)
+    finally:
+        assoc.release()
+
+
+async def test_listeners_start_with_the_process_from_settings(database_url: str) -> None:
+    dicom_port, web_port = free_port(), free_port()
+    env = {
+        "CORRMESH_SPANNER_DICOM_PORT": str(dicom_port),
+        "CORRMESH_SPANNER_DICOMWEB_PORT": str(web_port),
+        "CORRMESH_SPANNER_DICOM_AE_TITLE": "SPANX",
+        "CORRMESH_SPANNER_START_LISTENERS": "true",
+        "CORRMESH_SPANNER_DATABASE_URL": database_url,
+    }
+    settings = load_settings("spanner", [], env=env)
+    defaults = load_settings("spanner", [], env={})
+    assert (defaults.spanner_dicom_port, defaults.spanner_dicomweb_port) == (
+        SPANNER_DICOM_PORT,
+        SPANNER_DICOMWEB_PORT,
+    )
+    assert defaults.spanner_dicom_ae_title == SPANNER_DICOM_AE_TITLE
+    assert not defaults.spanner_start_listeners
+    flagged = load_settings("spanner", ["--spanner-start-listeners"], env={})
+    assert flagged.spanner_start_listeners
+
+    settings = dataclasses.replace(settings, host="127.0.0.1", port=0, grace_seconds=1.0)
+    server = Server(SpannerApp(settings))
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = spanner_pb2_grpc.SpannerServiceStub(channel)
+            status = await stub.GetServiceStatus(pb.GetServiceStatusRequest())
+        by_id = {listener.listener_id: listener for listener in status.listeners}
+        assert {x.state for x in status.listeners} == {pb.LISTENER_STATE_RUNNING}
+        assert (by_id["dimse-scp"].port, by_id["dimse-scp"].ae_title) == (dicom_port, "SPANX")
+        assert by_id["dicomweb"].port == web_port
+        assert await asyncio.to_thread(_echo, dicom_port, "SPANX") == 0x0000
+        async with httpx.AsyncClient() as client:
+            # No configuration serves QIDO-RS yet: the listener answers, unavailable.
+            answer = await client.get(f"http://127.0.0.1:{web_port}/studies")
+        assert answer.status_code == 503
+    finally:
+        await server.stop()

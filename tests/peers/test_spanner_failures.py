@@ -22,11 +22,8 @@ KEYS = identifier(StudyInstanceUID="", PatientID="", PatientName="", PatientBirt
 @pytest.fixture
 def b_stopped(peers: Peers) -> Iterator[Peers]:
     """Orthanc B down for the test, up again afterwards."""
-    peers.orthanc_b.process.stop()
-    try:
+    with peers.orthanc_b.process.stopped():
         yield peers
-    finally:
-        peers.orthanc_b.process.start()
 
 
 async def test_best_effort_returns_the_others_marked_partial(

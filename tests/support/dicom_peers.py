@@ -110,6 +110,26 @@ class Process:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The peer down (connections refused) inside the block, up again after."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The peer hung inside the block: SIGSTOP, so connections are accepted by
+        the kernel but never answered, as with a PACS that stopped responding."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
 
 @dataclass
 class Peer:

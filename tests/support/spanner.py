@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -12,6 +12,7 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from corrmesh.cli.mesh import free_port
 from corrmesh.spanner.server import SpannerApp
 from corrmesh.v1 import spanner_pb2 as pb
 from corrmesh.v1 import spanner_pb2_grpc
@@ -23,13 +24,26 @@ if TYPE_CHECKING:
 
 
 @asynccontextmanager
-async def spanner_client(database_url: str) -> AsyncIterator[Stub]:
-    """A SpannerService client of a Spanner server running in this loop."""
+async def spanner_app(database_url: str, **settings: Any) -> AsyncIterator[tuple[Stub, SpannerApp]]:
+    """A Spanner server running in this loop, a client of it, and the app itself.
+
+    ``settings`` are Settings overrides. Unless one is given, ``ingest_address``
+    is a closed local port: a test's source events never reach an Ingest that
+    happens to run on this machine's default port."""
+    settings.setdefault("ingest_address", f"127.0.0.1:{free_port()}")
     async with (
-        running(SpannerApp, "spanner", database_url=database_url) as (_app, address),
+        running(SpannerApp, "spanner", database_url=database_url, **settings) as (app, address),
         grpc.aio.insecure_channel(address) as channel,
     ):
-        yield spanner_pb2_grpc.SpannerServiceStub(channel)
+        assert isinstance(app, SpannerApp)
+        yield spanner_pb2_grpc.SpannerServiceStub(channel), app
+
+
+@asynccontextmanager
+async def spanner_client(database_url: str) -> AsyncIterator[Stub]:
+    """A SpannerService client of a Spanner server running in this loop."""
+    async with spanner_app(database_url) as (stub, _app):
+        yield stub
 
 
 async def fails(call: Awaitable[object], code: grpc.StatusCode) -> grpc.aio.AioRpcError:
@@ -145,15 +159,11 @@ def values_of(match: pb.QueryMatch, keyword: str) -> list[str]:
     return []
 
 
-@asynccontextmanager
-async def spanner_with_listeners(
-    database_url: str, dimse_port: int, web_port: int
-) -> AsyncIterator[tuple[Stub, SpannerApp]]:
-    """A Spanner whose listeners use the given ports (started by the test)."""
-    async with (
-        running(SpannerApp, "spanner", database_url=database_url) as (app, address),
-        grpc.aio.insecure_channel(address) as channel,
-    ):
-        assert isinstance(app, SpannerApp)
-        app.listeners.dimse_port, app.listeners.web_port = dimse_port, web_port
-        yield spanner_pb2_grpc.SpannerServiceStub(channel), app
+def spanner_with_listeners(
+    database_url: str, dimse_port: int, web_port: int, **settings: Any
+) -> AbstractAsyncContextManager[tuple[Stub, SpannerApp]]:
+    """A Spanner whose listeners use the given ports (started by the test);
+    ``settings`` are further Settings overrides (ingest_address, ...)."""
+    return spanner_app(
+        database_url, spanner_dicom_port=dimse_port, spanner_dicomweb_port=web_port, **settings
+    )

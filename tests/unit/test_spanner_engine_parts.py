@@ -25,8 +25,8 @@ def fold(strategy: int, *versions: tuple[Dataset, str, int]) -> tuple[Dataset, l
     dedup = Deduplicator(strategy)
     for dataset, node, priority in versions:
         dedup.add(dedup_key(dataset, pb.QUERY_LEVEL_STUDY), dataset, node, priority)
-    (only,) = dedup.results()
-    return only.dataset, only.node_ids
+    (only,) = list(dedup.results())
+    return only.dataset, list(only.node_ids)
 
 
 def test_uid_padding_does_not_split_a_match() -> None:
@@ -63,6 +63,16 @@ def test_merge_all_fills_each_attribute_from_the_preferred_source() -> None:
         "P1", "From B", "X",
     )  # fmt: skip
     assert nodes == ["a", "b"]
+
+    assert "StudyDescription" in preferred and not preferred.StudyDescription
+    assert "AccessionNumber" not in preferred  # the sources' own copies stay as they were
+
+
+def test_merge_all_keeps_the_preferred_copy_when_the_others_add_nothing() -> None:
+    preferred = study("1", StudyDescription="Thorax", PatientID="P1")
+    other = study("1", StudyDescription="", PatientID="P2")
+    dataset, nodes = fold(pb.DEDUPLICATION_STRATEGY_MERGE_ALL, (other, "b", 1), (preferred, "a", 0))
+    assert dataset is preferred and nodes == ["a", "b"]
 
 
 def test_audit_keys_never_carry_names_or_birth_dates() -> None:

@@ -8,6 +8,8 @@ spanner sends on is UTF-8 (``ISO_IR 192``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -49,6 +51,10 @@ MODELS_BY_UID = {str(uid): model for (model, _service), uid in _MODELS.items()}
 
 # Elements that describe the message, not the entity: not counted, not merged.
 _ENVELOPE = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
+_ENVELOPE_TAGS = {int(tag_for_keyword(k) or 0) for k in _ENVELOPE}
+_LEVEL_TAGS = {level: int(tag_for_keyword(k) or 0) for level, k in LEVEL_KEYS.items()}
+# Padding and empty name components: a value made only of these is absent.
+_BLANK = " \x00=^"
 REDACTED = "<redacted>"
 
 
@@ -64,22 +70,40 @@ def normalise_uid(value: object) -> str:
 
 def dedup_key(dataset: Dataset, level: int) -> str:
     """The normalised identifying attribute of ``dataset`` at ``level``; empty when absent."""
-    value = dataset.get(LEVEL_KEYS[level])
-    if value is None or value == "":
+    # By tag and without keyword lookup: this runs once per match (100,000s per query).
+    element = dataset.get_item(_LEVEL_TAGS[level])
+    if element is None:
         return ""
+    value = element.value if isinstance(element, DataElement) else dataset[element.tag].value
     if isinstance(value, MultiValue):
         value = value[0] if value else ""
+    if value is None or value == "":
+        return ""
     return normalise_uid(value)
 
 
 def is_present(element: DataElement) -> bool:
     """True when the element carries a value (empty strings and empty names do not count)."""
-    return any(v.strip(" \x00=^") for v in _values(element))
+    value = element.value
+    if value is None or value == "":
+        return False
+    if isinstance(value, str):
+        return bool(value.strip(_BLANK))
+    if isinstance(value, list | MultiValue):
+        return any(str(v).strip(_BLANK) for v in value)
+    return bool(str(value).strip(_BLANK))
+
+
+def elements(dataset: Dataset) -> Iterator[DataElement]:
+    """The elements of ``dataset`` in stored order, converted only when still raw
+    (cheaper than iterating the Dataset, which sorts and checks every one)."""
+    for element in dataset.values():
+        yield element if isinstance(element, DataElement) else dataset[element.tag]
 
 
 def completeness(dataset: Dataset) -> int:
     """How many attributes of a match really carry a value."""
-    return sum(1 for e in dataset if e.keyword not in _ENVELOPE and is_present(e))
+    return sum(1 for e in elements(dataset) if e.tag not in _ENVELOPE_TAGS and is_present(e))
 
 
 def decoded(dataset: Dataset) -> Dataset:
@@ -89,12 +113,27 @@ def decoded(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def restrict(dataset: Dataset, identifier: Dataset) -> Dataset:
-    """Only the attributes the identifier asked for (sources differ in what else they send)."""
+def restrict(matches: list[Dataset], identifier: Dataset) -> list[Dataset]:
+    """Each match with only the attributes the identifier asked for (sources differ
+    in what else they send)."""
     keep = {element.tag for element in identifier} | {0x00080005}  # SpecificCharacterSet
-    for tag in [element.tag for element in dataset if element.tag not in keep]:
-        del dataset[tag]
-    return dataset
+    for dataset in matches:
+        for tag in [e.tag for e in dataset.values() if e.tag not in keep]:
+            del dataset[tag]
+    return matches
+
+
+def outgoing_identifier(identifier: Dataset) -> Dataset:
+    """The identifier as sent to a PACS: UTF-8 only when a value needs it (some peers
+    refuse a character set they do not know even for plain ASCII keys)."""
+    out = Dataset()
+    out.update(identifier)
+    if all(str(e.value).isascii() for e in out if e.keyword != "SpecificCharacterSet"):
+        if "SpecificCharacterSet" in out:
+            del out.SpecificCharacterSet
+    else:
+        out.SpecificCharacterSet = UTF8
+    return out
 
 
 def level_of(identifier: Dataset) -> int:

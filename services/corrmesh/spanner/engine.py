@@ -15,17 +15,24 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 
 import httpx
 from pydicom import Dataset
 
 from corrmesh.spanner import dimse, qido
 from corrmesh.spanner.alerts import Publisher
-from corrmesh.spanner.datasets import UTF8, dedup_key, model_uid, redacted_keys, restrict
+from corrmesh.spanner.datasets import (
+    dedup_key,
+    model_uid,
+    outgoing_identifier,
+    redacted_keys,
+    restrict,
+)
 from corrmesh.spanner.dedup import Deduplicator, Folded
 from corrmesh.spanner.health import HealthTracker, TtlCache, seconds_to_duration
 from corrmesh.spanner.store import SpannerStore
@@ -34,6 +41,11 @@ from corrmesh.v1 import spanner_pb2 as pb
 log = logging.getLogger(__name__)
 
 EngineItem = Folded | pb.SourceStatus | pb.QuerySummary
+T = TypeVar("T")
+
+#: How long a resolved configuration is reused; changes made through another
+#: Spanner replica show up within this many seconds.
+RESOLVE_TTL = 2.0
 
 
 class ConfigUnavailableError(Exception):
@@ -92,39 +104,56 @@ class SpannerEngine:
         self.cache = TtlCache()
         self.threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="spanner-dimse")
         self.http = httpx.AsyncClient()
+        self._audits: set[asyncio.Task[None]] = set()
+        self._resolved = TtlCache()
 
     async def close(self) -> None:
+        await self.flush_audits()
         await self.http.aclose()
         self.threads.shutdown(wait=False, cancel_futures=True)
 
     async def resolve(self, config_id: str) -> tuple[pb.SpannerConfig, list[Source]]:
         """The configuration and its enabled sources, preferred first (NotFoundError if none)."""
-        config = await asyncio.to_thread(self.store.get_config, config_id)
+        config, pairs = await self._cached(
+            ("sources", config_id), self.store.spanning_sources, config_id
+        )
         if not config.enabled:
             raise ConfigUnavailableError(f"SpannerConfig {config_id!r} is disabled")
-        sources = []
-        for mapping in await asyncio.to_thread(self.store.list_mappings, config_id):
-            if not mapping.enabled:
-                continue
-            node = await asyncio.to_thread(self.store.get_node, mapping.node_id)
-            if node.enabled:
-                sources.append(Source(node, mapping))
+        sources = [
+            Source(node, mapping) for mapping, node in pairs if mapping.enabled and node.enabled
+        ]
         if not sources:
             raise ConfigUnavailableError(f"SpannerConfig {config_id!r} has no enabled source")
         return config, sources
 
+    async def configs(self) -> list[pb.SpannerConfig]:
+        """Every configuration, oldest first (what the listeners choose from)."""
+        configs, _ = await self._cached(("configs",), self.store.list_configs, None, 1000)
+        return list(configs)
+
     async def scp_config(self, called_ae: str) -> str:
         """The configuration the DIMSE SCP serves: named like the called AE title, else
         the first enabled one that supports the SCP; empty when there is none."""
-        configs, _ = await asyncio.to_thread(self.store.list_configs, None, 1000)
-        usable = [c for c in configs if c.enabled and c.supports_dimse_scp]
+        usable = [c for c in await self.configs() if c.enabled and c.supports_dimse_scp]
         named = [c for c in usable if c.name == called_ae]
         return (named or usable or [pb.SpannerConfig()])[0].config_id
 
     async def destination(self, ae_title: str) -> pb.DicomNode | None:
         """The enabled node with this AE title: where C-MOVE and C-STORE may send."""
-        nodes, _ = await asyncio.to_thread(self.store.list_nodes, None, 1000)
+        nodes, _ = await self._cached(("nodes",), self.store.list_nodes, None, 1000)
         return next((n for n in nodes if n.enabled and n.ae_title == ae_title), None)
+
+    async def _cached(self, key: tuple[str, ...], read: Callable[..., T], *args: object) -> T:
+        """``read(*args)`` from the store, reused for RESOLVE_TTL seconds unless this
+        process changes a configuration, node or mapping first: every spanning
+        operation starts with these reads, and they cost a database round trip."""
+        generation = self.store.generation
+        cached = self._resolved.get(key)
+        if cached is not None and cached[0] == generation:
+            return cast(T, cached[1])
+        value = await asyncio.to_thread(read, *args)
+        self._resolved.put(key, (generation, value), RESOLVE_TTL)
+        return value
 
     async def query(self, spec: QuerySpec) -> AsyncIterator[EngineItem]:
         """Fans ``spec`` out; see the module docstring for what is yielded."""
@@ -143,7 +172,11 @@ class SpannerEngine:
         else:
             dedup = Deduplicator(config.deduplication_strategy)
             streaming = config.deduplication_strategy == pb.DEDUPLICATION_STRATEGY_FIRST_WINS
-            emitted: list[Folded] = []
+            ttl = config.cache_ttl.ToNanoseconds() / 1e9
+            # Kept only when the answer may be cached: otherwise each match can be
+            # freed as soon as it is sent.
+            kept: list[Folded] | None = [] if ttl > 0 else None
+            sent = 0
             async for item in self.fan_out(config, sources, spec, summary):
                 if isinstance(item, pb.SourceStatus):
                     yield item
@@ -154,23 +187,27 @@ class SpannerEngine:
                     if not key:
                         continue
                     new = dedup.add(key, match, source.node_id, source.mapping.priority)
-                    if streaming and new and not _full(spec.limit, len(emitted)):
-                        emitted.append(Folded(key, match, [source.node_id]))
-                        yield emitted[-1]
+                    if streaming and new and not _full(spec.limit, sent):
+                        folded = Folded(key, match, (source.node_id,))
+                        sent += 1
+                        if kept is not None:
+                            kept.append(folded)
+                        yield folded
             summary.outcome = _outcome(config, summary)  # type: ignore[assignment]
             if not streaming and summary.outcome != pb.OPERATION_OUTCOME_FAILED:
                 for folded in dedup.results():
-                    if _full(spec.limit, len(emitted)):
+                    if _full(spec.limit, sent):
                         break
-                    emitted.append(folded)
+                    sent += 1
+                    if kept is not None:
+                        kept.append(folded)
                     yield folded
             summary.matches_before_dedup, summary.matches_after_dedup = dedup.before, len(dedup)
             if spec.limit and len(dedup) > spec.limit:
                 summary.partial = True
-            if summary.outcome == pb.OPERATION_OUTCOME_SUCCEEDED and not summary.partial:
-                ttl = config.cache_ttl.ToNanoseconds() / 1e9
-                entry = (emitted, list(summary.sources), dedup.before)
-                self.cache.put(cache_key, entry, ttl)
+            ok = summary.outcome == pb.OPERATION_OUTCOME_SUCCEEDED and not summary.partial
+            if ok and kept is not None:
+                self.cache.put(cache_key, (kept, list(summary.sources), dedup.before), ttl)
         summary.partial = summary.partial or summary.outcome != pb.OPERATION_OUTCOME_SUCCEEDED
         summary.elapsed.CopyFrom(seconds_to_duration(time.perf_counter() - clock))
         await self.audit(spec, summary, started)
@@ -255,7 +292,7 @@ class SpannerEngine:
                 latency = time.perf_counter() - started
                 status = _status(source, pb.SOURCE_OUTCOME_SUCCEEDED, latency, attempts)
                 status.match_count = len(matches)
-                return _Answer(status, [restrict(m, spec.identifier) for m in matches])
+                return _Answer(status, restrict(matches, spec.identifier))
         status = _status(source, outcome, time.perf_counter() - started, attempts)
         status.error = error
         return _Answer(status)
@@ -285,7 +322,9 @@ class SpannerEngine:
             self.publisher.report(source.node, status)
 
     async def audit(self, spec: QuerySpec, summary: pb.QuerySummary, started: datetime) -> None:
-        """Appends the operation to the query log; keys with names and birth dates redacted."""
+        """Appends the operation to the query log (keys with names and birth dates
+        redacted) from a background task: the caller's answer does not wait for the
+        database write. ``flush_audits`` waits for the writes in flight."""
         entry = pb.QueryLog(
             config_id=spec.config_id,
             operation=spec.operation,  # type: ignore[arg-type]
@@ -300,23 +339,20 @@ class SpannerEngine:
             error="; ".join(s.error for s in summary.sources if s.error),
         )
         entry.started_at.FromDatetime(started)
+        task = asyncio.create_task(self._write_audit(entry))
+        self._audits.add(task)
+        task.add_done_callback(self._audits.discard)
+
+    async def _write_audit(self, entry: pb.QueryLog) -> None:
         try:
             await asyncio.to_thread(self.store.add_query_log, entry)
         except Exception:  # the answer matters more than its audit line; log and go on
             log.exception("cannot write the query log")
 
-
-def outgoing_identifier(identifier: Dataset) -> Dataset:
-    """The identifier as sent to a PACS: UTF-8 only when a value needs it (some peers
-    refuse a character set they do not know even for plain ASCII keys)."""
-    out = Dataset()
-    out.update(identifier)
-    if all(str(e.value).isascii() for e in out if e.keyword != "SpecificCharacterSet"):
-        if "SpecificCharacterSet" in out:
-            del out.SpecificCharacterSet
-    else:
-        out.SpecificCharacterSet = UTF8
-    return out
+    async def flush_audits(self) -> None:
+        """Waits until every audit line written so far is in the database."""
+        if self._audits:
+            await asyncio.gather(*self._audits)
 
 
 def _outcome(config: pb.SpannerConfig, summary: pb.QuerySummary) -> int:

@@ -1,29 +1,23 @@
 """The spanner's own listeners: the spanning DIMSE SCP and the DICOMweb endpoint.
 
-Both start on ``StartListeners`` (or at process start when
-``CORRMESH_SPANNER_START_LISTENERS`` is true); ports come from
-``CORRMESH_SPANNER_DICOM_PORT`` / ``CORRMESH_SPANNER_DICOMWEB_PORT`` with the
-defaults of DESIGN.md. A listener that cannot bind is reported FAILED with
-the reason, and the other keeps running.
+Both start on ``StartListeners`` (or at process start with the
+``spanner_start_listeners`` setting); ports and AE title are the Settings
+``spanner_dicom_port``, ``spanner_dicomweb_port`` and ``spanner_dicom_ae_title``
+(defaults from DESIGN.md: 11112, 8080, CORRMESH). A listener that cannot bind
+is reported FAILED with the reason, and the other keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import uvicorn
 from starlette.applications import Starlette
 
-from corrmesh.runtime.settings import (
-    SPANNER_DICOM_AE_TITLE,
-    SPANNER_DICOM_PORT,
-    SPANNER_DICOMWEB_PORT,
-    Settings,
-)
+from corrmesh.runtime.settings import Settings
 from corrmesh.spanner.scp import SpanningScp
 from corrmesh.v1 import spanner_pb2
 
@@ -32,13 +26,6 @@ log = logging.getLogger(__name__)
 DIMSE_LISTENER_ID = "dimse-scp"
 DICOMWEB_LISTENER_ID = "dicomweb"
 LISTENER_IDS = (DIMSE_LISTENER_ID, DICOMWEB_LISTENER_ID)
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -55,15 +42,15 @@ class ListenerManager:
     settings: Settings
     scp: SpanningScp
     web_app: Starlette
-    dimse_port: int = field(
-        default_factory=lambda: _env_int("CORRMESH_SPANNER_DICOM_PORT", SPANNER_DICOM_PORT)
-    )
-    web_port: int = field(
-        default_factory=lambda: _env_int("CORRMESH_SPANNER_DICOMWEB_PORT", SPANNER_DICOMWEB_PORT)
-    )
+    dimse_port: int = field(init=False)
+    web_port: int = field(init=False)
     _states: dict[str, _State] = field(default_factory=lambda: {i: _State() for i in LISTENER_IDS})
     _web: uvicorn.Server | None = None
     _web_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.dimse_port = self.settings.spanner_dicom_port
+        self.web_port = self.settings.spanner_dicomweb_port
 
     def describe(self, listener_id: str) -> spanner_pb2.Listener:
         state = self._states[listener_id]
@@ -74,7 +61,7 @@ class ListenerManager:
             state=state.state,  # type: ignore[arg-type]
             host=self.settings.host,
             port=self.dimse_port if dimse else self.web_port,
-            ae_title=SPANNER_DICOM_AE_TITLE if dimse else "",
+            ae_title=self.scp.ae_title if dimse else "",
             error=state.error,
         )
         if state.started_at is not None:

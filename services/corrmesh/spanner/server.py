@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import grpc
 
 from corrmesh.runtime.server import ServiceApp, run
-from corrmesh.runtime.settings import SPANNER_DICOM_AE_TITLE, Settings, load_settings
+from corrmesh.runtime.settings import Settings, load_settings
 from corrmesh.spanner.alerts import Publisher
 from corrmesh.spanner.engine import SpannerEngine
 from corrmesh.spanner.listeners import LISTENER_IDS, ListenerManager
@@ -30,13 +29,18 @@ class SpannerApp(ServiceApp):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        # pynetdicom logs every association and message at INFO (dozens of lines
+        # per C-FIND, each formatted as JSON): keep it to warnings unless DEBUG.
+        quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+        logging.getLogger("pynetdicom").setLevel(quiet)
         self.store = SpannerStore(settings.effective_database_url)
         self.publisher = Publisher(settings)
-        self.engine = SpannerEngine(self.store, self.publisher, SPANNER_DICOM_AE_TITLE)
+        ae_title = settings.spanner_dicom_ae_title
+        self.engine = SpannerEngine(self.store, self.publisher, ae_title)
         self.retriever = Retriever(self.engine)
         self.listeners = ListenerManager(
             settings,
-            SpanningScp(self.engine, self.retriever, SPANNER_DICOM_AE_TITLE),
+            SpanningScp(self.engine, self.retriever, ae_title),
             build_app(self.engine, self.retriever),
         )
 
@@ -49,7 +53,7 @@ class SpannerApp(ServiceApp):
     async def start(self) -> None:
         """Connects to the database and migrates it to the newest schema."""
         await asyncio.to_thread(self.store.open)
-        if os.environ.get("CORRMESH_SPANNER_START_LISTENERS", "").lower() in ("1", "true", "yes"):
+        if self.settings.spanner_start_listeners:
             for listener_id in LISTENER_IDS:
                 await self.listeners.start(listener_id)
 

@@ -227,6 +227,7 @@ class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
     ) -> pb.ListQueryLogsResponse:
         """Newest first. A config_id filter need not name a live configuration:
         the audit trail outlives the configurations it records."""
+        await self.engine.flush_audits()  # this process's own operations are listed
         fingerprint = filter_fingerprint("query_logs", request.config_id)
         size, after = await page_request(
             context, request.page_size, request.page_token, fingerprint

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, text
+from sqlalchemy import Engine, Select, and_, delete, event, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_spanner"
 
 T = TypeVar("T")
+
+#: A source of a configuration: its mapping and the node it maps.
+MappedNode = tuple[spanner_pb2.SourceMapping, spanner_pb2.DicomNode]
 
 #: Where a listing resumes: (create_time or started_at, id) of the last row returned.
 Position = tuple[datetime, str]
@@ -70,6 +74,9 @@ class SpannerStore:
         self.database_url = database_url
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        #: Counts committed changes to configurations, nodes and mappings in this
+        #: process, so a reader can tell its cached copy is still current.
+        self.generation = 0
 
     def open(self) -> None:
         """Connects and migrates to the newest schema."""
@@ -77,6 +84,8 @@ class SpannerStore:
         migrate(engine, MIGRATIONS_DIR, VERSION_TABLE)
         self._engine = engine
         self._sessions = session_factory(engine)
+        event.listen(self._sessions, "after_flush", _note_configuration_change)
+        event.listen(self._sessions, "after_commit", self._count_configuration_change)
 
     def close(self) -> None:
         if self._engine is not None:
@@ -88,6 +97,10 @@ class SpannerStore:
         """True when the database answers a trivial query."""
         with self._session() as session:
             return session.execute(text("select 1")).scalar_one() == 1
+
+    def _count_configuration_change(self, session: Session) -> None:
+        if session.info.pop(_CHANGED, False):
+            self.generation += 1
 
     def _session(self) -> Session:
         if self._sessions is None:
@@ -220,16 +233,22 @@ class SpannerStore:
         """The configuration's mappings, preferred (lowest priority) first."""
         with self._session() as session:
             self._config_row(session, config_id)
-            rows = session.scalars(
-                select(models.SourceMapping)
-                .where(models.SourceMapping.config_id == config_id)
-                .order_by(
-                    models.SourceMapping.priority,
-                    models.SourceMapping.create_time,
-                    models.SourceMapping.id,
-                )
-            ).all()
-            return [convert.mapping_to_proto(r) for r in rows]
+            rows = session.scalars(_preferred_first(select(models.SourceMapping), config_id))
+            return [convert.mapping_to_proto(r) for r in rows.all()]
+
+    def spanning_sources(
+        self, config_id: str
+    ) -> tuple[spanner_pb2.SpannerConfig, list[MappedNode]]:
+        """The configuration and its (mapping, node) pairs, preferred first, read in one
+        session and one join: every spanning operation starts here, so it stays cheap."""
+        with self._session() as session:
+            config = convert.config_to_proto(self._config_row(session, config_id))
+            query = select(models.SourceMapping, models.DicomNode).join(
+                models.DicomNode, models.DicomNode.id == models.SourceMapping.node_id
+            )
+            rows = session.execute(_preferred_first(query, config_id)).all()
+            pairs = [(convert.mapping_to_proto(m), convert.node_to_proto(n)) for m, n in rows]
+        return config, pairs
 
     def update_mapping(
         self,
@@ -327,6 +346,25 @@ class SpannerStore:
             raise AlreadyExistsError(
                 resource_type, f"another {resource_type} has this {key}"
             ) from exc
+
+
+_CHANGED = "configuration_changed"
+
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
+
+
+def _preferred_first(query: S, config_id: str) -> S:
+    """``query`` over one configuration's mappings, preferred (lowest priority) first."""
+    return query.where(models.SourceMapping.config_id == config_id).order_by(
+        models.SourceMapping.priority, models.SourceMapping.create_time, models.SourceMapping.id
+    )
+
+
+def _note_configuration_change(session: Session, _context: Any) -> None:
+    """after_flush: remember whether anything but a query-log line was written."""
+    touched = chain(session.new, session.dirty, session.deleted)
+    if any(not isinstance(row, models.QueryLog) for row in touched):
+        session.info[_CHANGED] = True
 
 
 _NAME_TAKEN = "another SpannerConfig has this name"

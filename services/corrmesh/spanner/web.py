@@ -11,7 +11,6 @@ multipart/related application/dicom, and ``.../metadata`` as DICOM JSON.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from io import BytesIO
 from typing import Any
@@ -88,14 +87,10 @@ def build_app(engine: SpannerEngine, retriever: Retriever) -> Starlette:
         chosen = request.query_params.get("config", "")
         if chosen:
             return chosen
-        configs, _ = await engine_configs()
-        usable = [c for c in configs if c.enabled and c.supports_qido]
+        usable = [c for c in await engine.configs() if c.enabled and c.supports_qido]
         if not usable:
             raise ConfigUnavailableError("no enabled configuration supports QIDO-RS")
         return usable[0].config_id
-
-    async def engine_configs() -> tuple[list[pb.SpannerConfig], Any]:
-        return await asyncio.to_thread(engine.store.list_configs, None, 1000)
 
     async def search(request: Request, level: int) -> Response:
         try:
