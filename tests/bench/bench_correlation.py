@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corrmesh.correlation.config import default_config
-from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.engine import CorrelationEngine, tune_garbage_collection
 from corrmesh.correlation.groups import group_message
 from corrmesh.correlation.window import EventInfo
 from corrmesh.v1 import event_pb2
@@ -206,6 +206,7 @@ def camera_scan(buffered: int, count: int) -> list[tuple[Result, float]]:
 
 
 def run(console: Console, quick: bool = False) -> list[Result]:
+    tune_garbage_collection()  # as the Correlation server does
     scale = 0.2 if quick else 1.0
     cases: list[Callable[[], tuple[Result, float] | list[tuple[Result, float]]]] = [
         lambda: analyse_with_candidates(1, int(20_000 * scale)),

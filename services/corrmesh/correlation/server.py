@@ -12,7 +12,7 @@ from opentelemetry.metrics import MeterProvider
 
 from corrmesh.correlation.config import default_config
 from corrmesh.correlation.consumer import Consumer
-from corrmesh.correlation.engine import CorrelationEngine
+from corrmesh.correlation.engine import CorrelationEngine, tune_garbage_collection
 from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.ingest_reader import IngestReader
 from corrmesh.correlation.latency import LatencyReservoir
@@ -65,6 +65,7 @@ class CorrelationApp(ServiceApp):
         correlation_pb2_grpc.add_CorrelationServiceServicer_to_server(servicer, server)
 
     async def start(self) -> None:
+        tune_garbage_collection()
         await asyncio.to_thread(self.store.migrate)
         config = await asyncio.to_thread(self.store.load_config)
         if config is None:
