@@ -94,7 +94,7 @@ async def wait_consumed(address: str, sequence: int, timeout: float) -> None:
         while (await stub.GetStats(correlation_pb2.GetStatsRequest())).consumer_sequence < sequence:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Correlation did not reach sequence {sequence}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # polling lightly: GetStats runs on the engine's loop
 
 
 async def measure_mesh(

@@ -29,8 +29,12 @@ class LatencyReservoir:
 
     def percentile(self, fraction: float) -> float:
         """The ``fraction`` (0..1) quantile in seconds, nearest rank; 0 when empty."""
+        return self.percentiles(fraction)[0]
+
+    def percentiles(self, *fractions: float) -> list[float]:
+        """Several quantiles from one sort of the sample."""
         if not self._samples:
-            return 0.0
+            return [0.0 for _ in fractions]
         ordered = sorted(self._samples)
-        rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-        return ordered[rank]
+        last = len(ordered) - 1
+        return [ordered[min(last, max(0, round(f * len(ordered)) - 1))] for f in fractions]

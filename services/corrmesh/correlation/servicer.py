@@ -170,6 +170,7 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
     ) -> correlation_pb2.GetStatsResponse:
         """Committed counters; noise_reduction = 1 - (groups + lone events) / events in."""
         counters = await asyncio.to_thread(self.queries.counters)
+        p50, p90, p99 = self.latency.percentiles(0.5, 0.9, 0.99)
         return correlation_pb2.GetStatsResponse(
             events_in=counters.events_in,
             groups_created=counters.groups_created,
@@ -179,9 +180,9 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
                 correlation_pb2.StrategyMatches(strategy=name, matches=count)
                 for name, count in sorted(counters.matches.items())
             ],
-            analyze_latency_p50=_duration(self.latency.percentile(0.5)),
-            analyze_latency_p90=_duration(self.latency.percentile(0.9)),
-            analyze_latency_p99=_duration(self.latency.percentile(0.99)),
+            analyze_latency_p50=_duration(p50),
+            analyze_latency_p90=_duration(p90),
+            analyze_latency_p99=_duration(p99),
             consumer_sequence=counters.consumer_sequence,
         )
 
