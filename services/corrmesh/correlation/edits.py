@@ -9,8 +9,8 @@ committed like one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
@@ -28,6 +28,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_EVENTS_PER_EDIT = 100
 MAX_GROUPS_PER_MERGE = 20
 MAX_TEXT = 1000
+T = TypeVar("T")
 
 
 class NotFoundError(LookupError):
@@ -70,6 +71,17 @@ class GroupEditRpcs:
             elif group_id not in found:
                 raise NotFoundError("group", group_id)
         return found
+
+    async def _on_groups(
+        self, group_ids: Sequence[str], change: Callable[[dict[str, GroupState]], T]
+    ) -> T:
+        """Runs ``change`` on the named groups, loaded into the engine for the while."""
+        groups = await self._load(group_ids)
+        self.engine.adopt(list(groups.values()))
+        try:
+            return change(groups)
+        finally:
+            self.engine.release()
 
     async def _run(self, context: Context, operation: Any) -> Any:
         try:
@@ -129,12 +141,9 @@ class GroupEditRpcs:
             await abort_invalid(context, violations)
 
         async def operation() -> correlation_pb2.Group:
-            groups = await self._load(ids)
-            self.engine.adopt(list(groups.values()))
-            merged = self.engine.merge([groups[i] for i in ids])
-            message = group_message(merged)
-            self.engine.release()
-            return message
+            return await self._on_groups(
+                ids, lambda groups: group_message(self.engine.merge([groups[i] for i in ids]))
+            )
 
         group = await self._run(context, operation)
         return correlation_pb2.MergeGroupsResponse(group=group)
@@ -153,8 +162,8 @@ class GroupEditRpcs:
         if violations:
             await abort_invalid(context, violations)
 
-        async def operation() -> tuple[Any, ...]:
-            group = (await self._load([request.group_id]))[request.group_id]
+        def split(groups: dict[str, GroupState]) -> tuple[Any, ...]:
+            group = groups[request.group_id]
             problems = FieldViolations()
             for index, event_id in enumerate(ids):
                 if event_id not in group.members:
@@ -163,11 +172,11 @@ class GroupEditRpcs:
                 problems.add("event_ids", "would leave the group empty")
             if problems:
                 return (problems,)
-            self.engine.adopt([group])
             new = self.engine.split(group, ids)
-            messages = (group_message(group), group_message(new))
-            self.engine.release()
-            return messages
+            return (group_message(group), group_message(new))
+
+        async def operation() -> tuple[Any, ...]:
+            return await self._on_groups([request.group_id], split)
 
         result = await self._run(context, operation)
         if isinstance(result[0], FieldViolations):
@@ -188,11 +197,10 @@ class GroupEditRpcs:
             await abort_invalid(context, violations)
 
         async def operation() -> correlation_pb2.Group:
-            group = (await self._load([request.group_id]))[request.group_id]
-            self.engine.adopt([group])
-            message = group_message(self.engine.resolve(group, request.note))
-            self.engine.release()
-            return message
+            def resolve(groups: dict[str, GroupState]) -> correlation_pb2.Group:
+                return group_message(self.engine.resolve(groups[request.group_id], request.note))
+
+            return await self._on_groups([request.group_id], resolve)
 
         group = await self._run(context, operation)
         return correlation_pb2.ResolveGroupResponse(group=group)
