@@ -27,7 +27,7 @@ from rich.table import Table
 from corrmesh.cli.mesh import Mesh, free_port
 from corrmesh.runtime.server import MAX_MESSAGE_BYTES
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2, ingest_pb2
-from tests.bench import bench_correlation, bench_ingest_edges, bench_spanner
+from tests.bench import bench_correlation, bench_ingest_edges, bench_spanner, bench_topology_kube
 from tests.bench.bare_server import METHOD
 
 CHANNEL_OPTIONS = [
@@ -169,6 +169,7 @@ def main() -> None:
     console.print(table)
     bench_spanner.run(console)
     bench_ingest_edges.run_from_args(console, args)
+    bench_topology_kube.run(console)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ a collection a test forbids. Tests change objects through :meth:`apply` and
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import threading
@@ -31,6 +32,8 @@ from corrmesh.topology.kube.reflector import WatchOptions
 from tests.support.topology_kube import write_kubeconfig
 
 RECORDED = Path(__file__).with_name("topology_kube_recorded.json")
+#: Largest chunk of a watch stream (a few events of a burst, or one large one).
+CHUNK_BYTES = 64 * 1024
 
 
 def load_recorded() -> dict[str, Any]:
@@ -70,7 +73,10 @@ class LoopbackApiServer:
         self.version = 1000
         self.compacted = 0
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
-        self.log: list[tuple[int, str, str, dict[str, Any]]] = []
+        #: (version, collection path, event type, object, the event as a JSON line).
+        self.log: list[tuple[int, str, str, dict[str, Any], bytes]] = []
+        #: While set (see :meth:`held`), watchers see no event past this version.
+        self._held_at: int | None = None
         self.forbidden: set[str] = set()
         #: (path with query, Accept header) of every request, in order.
         self.requests: list[tuple[str, str]] = []
@@ -103,9 +109,28 @@ class LoopbackApiServer:
             bucket = self.objects.setdefault(path, {})
             kind = "MODIFIED" if self._id(obj) in bucket else "ADDED"
             bucket[self._id(obj)] = obj
-            self.log.append((self.version, path, kind, obj))
+            self._log(path, kind, obj)
             self._lock.notify_all()
             return obj
+
+    def _log(self, path: str, kind: str, obj: dict[str, Any]) -> None:
+        # Encoded once here, not once per watcher: the stream then costs the
+        # server (in the test's process) as little as a real one would.
+        line = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+        self.log.append((self.version, path, kind, obj, line))
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Changes made inside reach watchers only when the block ends, all at
+        once: a burst staged before a measurement starts."""
+        with self._lock:
+            self._held_at = self.version
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held_at = None
+                self._lock.notify_all()
 
     def apply_many(self, path: str, objects: list[dict[str, Any]]) -> None:
         """Applies several objects under one lock (a burst of watch events)."""
@@ -117,7 +142,7 @@ class LoopbackApiServer:
                 obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
                 kind = "MODIFIED" if self._id(obj) in bucket else "ADDED"
                 bucket[self._id(obj)] = obj
-                self.log.append((self.version, path, kind, obj))
+                self._log(path, kind, obj)
             self._lock.notify_all()
 
     def remove(self, path: str, namespace: str, name: str) -> None:
@@ -126,7 +151,7 @@ class LoopbackApiServer:
             self.version += 1
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = str(self.version)
-            self.log.append((self.version, path, "DELETED", obj))
+            self._log(path, "DELETED", obj)
             self._lock.notify_all()
 
     def compact(self) -> None:
@@ -175,7 +200,7 @@ class LoopbackApiServer:
         class Handler(_Handler):
             server_state = state
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Listener(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -208,37 +233,46 @@ class LoopbackApiServer:
 
     def watch_events(
         self, path: str, since: int, timeout: float, bookmarks: bool
-    ) -> Iterator[dict[str, Any]]:
-        """Events after ``since`` until ``timeout``; a 410 ERROR when compacted past it."""
+    ) -> Iterator[list[tuple[dict[str, Any], bytes | None]]]:
+        """Batches of (event, its JSON line when pre-encoded) after ``since`` until
+        ``timeout``; a 410 ERROR when compacted past it."""
         deadline = time.monotonic() + timeout
         if since < self.compacted:
-            yield {"type": "ERROR", "object": _status(410, "Expired", "too old resource version")}
+            error = {"type": "ERROR", "object": _status(410, "Expired", "too old resource version")}
+            yield [(error, None)]
             return
         position = since
         last_bookmark = time.monotonic()
         generation = self.generation
         while not self._closing and generation == self.generation:
             with self._lock:
-                current = self.version
-                pending = [
-                    (version, kind, obj)
-                    for version, where, kind, obj in self.log
-                    if where == path and version > position
+                current = self.version if self._held_at is None else self._held_at
+                first = bisect.bisect_right(self.log, position, key=lambda entry: entry[0])
+                pending: list[tuple[int, dict[str, Any], bytes | None]] = [
+                    (version, {"type": kind, "object": obj}, line)
+                    for version, where, kind, obj, line in self.log[first:]
+                    if where == path and version <= current
                 ]
                 if not pending:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return
                     self._lock.wait(min(remaining, self.bookmark_interval))
-            for version, kind, obj in pending:
-                position = version
-                yield {"type": kind, "object": obj}
+            if pending:
+                position = pending[-1][0]
+                yield [(event, line) for _version, event, line in pending]
             if bookmarks and time.monotonic() - last_bookmark >= self.bookmark_interval:
                 # Everything up to the version read above has been sent.
                 last_bookmark = time.monotonic()
                 position = max(position, current)
                 bookmark = {"metadata": {"resourceVersion": str(position)}}
-                yield {"type": "BOOKMARK", "object": bookmark}
+                yield [({"type": "BOOKMARK", "object": bookmark}, None)]
+
+
+class _Listener(ThreadingHTTPServer):
+    # A real API server's backlog: every reflector re-watching at once must
+    # not meet a connect timeout (the standard library's default is 5).
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -280,6 +314,10 @@ class _Handler(BaseHTTPRequestHandler):
         start = int(query.get("continue", "0") or 0)
         self._send_json(200, state.list_page(url.path, limit, start, metadata_only))
 
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
     def _watch(self, path: str, query: dict[str, str], metadata_only: bool) -> None:
         since = int(query.get("resourceVersion") or self.server_state.version)
         timeout = float(query.get("timeoutSeconds", "60"))
@@ -289,13 +327,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            events = self.server_state.watch_events(path, since, timeout, bookmarks)
-            for event in events:
-                if metadata_only and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                    event = {"type": event["type"], "object": _metadata_only(event["object"])}
-                line = json.dumps(event).encode() + b"\n"
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                self.wfile.flush()
+            batches = self.server_state.watch_events(path, since, timeout, bookmarks)
+            for batch in batches:
+                # Events waiting together go out together, in chunks of up to
+                # CHUNK_BYTES, as a real server's buffered writer sends them.
+                lines: list[bytes] = []
+                size = 0
+                for event, line in batch:
+                    if metadata_only and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        event = {"type": event["type"], "object": _metadata_only(event["object"])}
+                        line = None
+                    if line is None:
+                        line = json.dumps(event).encode() + b"\n"
+                    lines.append(line)
+                    size += len(line)
+                    if size >= CHUNK_BYTES:
+                        self._chunk(b"".join(lines))
+                        lines, size = [], 0
+                if lines:
+                    self._chunk(b"".join(lines))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

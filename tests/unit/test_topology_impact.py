@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from corrmesh.topology.graph import TopologyGraph
-from corrmesh.topology.impact import Impact, impact
+from corrmesh.topology.impact import Impact, impact, impact_response
 from corrmesh.v1 import topology_pb2
 from tests.support.topology_cluster import NODE, build_cluster, kref
 
@@ -91,3 +91,36 @@ def test_summary_shortens_long_groups() -> None:
         graph.add_edge(keys["Node/worker-2"], pod, NODE)
     found = impact(graph, keys["Node/worker-2"], 1)
     assert found.summary == "Node worker-2 down -> pods web-1, web-2, web-3 and 3 more"
+
+
+def test_the_response_built_from_wire_bytes_equals_one_built_field_by_field() -> None:
+    graph, keys = build_cluster()
+    for root in ("Node/worker-2", "Deployment/mysql", "ConfigMap/web-config", "Service/frontend"):
+        for kinds in (set(), {"Service", "Pod"}):
+            found = impact(graph, keys[root], 8, kinds)
+            expected = topology_pb2.GetImpactResponse(
+                root=graph.resources[keys[root]].ref, summary=found.summary
+            )
+            for item in found.impacted:
+                entry = expected.impacted.add(distance=item.distance)
+                entry.resource.CopyFrom(graph.resources[item.key].ref)
+                entry.path.extend([graph.resources[k].ref for k in item.path])
+            assert impact_response(graph, keys[root], 8, kinds) == expected, (root, kinds)
+
+
+def test_cached_refs_follow_a_resource_changing() -> None:
+    graph, keys = build_cluster()
+    before = impact_response(graph, keys["Node/worker-2"], 1)
+    assert "web-1" in [i.resource.name for i in before.impacted]
+    renamed = topology_pb2.Resource()
+    renamed.CopyFrom(graph.resources[keys["Pod/web-1"]])
+    renamed.ref.api_version = "v2"
+    graph.upsert_resource(renamed)
+    after = impact_response(graph, keys["Node/worker-2"], 1)
+    web_1 = next(i for i in after.impacted if i.resource.name == "web-1")
+    assert web_1.resource.api_version == "v2" and web_1.path[-1].api_version == "v2"
+    # An edge removed: the cached one-hop spread of the node is dropped with it.
+    graph.remove_edge(keys["Node/worker-2"], keys["Pod/web-1"], NODE)
+    assert "web-1" not in [
+        i.resource.name for i in impact_response(graph, keys["Node/worker-2"], 1).impacted
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corrmesh.topology.relate import Relator, shortest_distance
+from corrmesh.topology.relate import Relator, relations_response, shortest_distance
 from corrmesh.v1 import event_pb2, topology_pb2
 from tests.support.topology_cluster import DEPENDENCY, SELECTOR, build_cluster, kref, uid_of
 
@@ -96,8 +96,46 @@ def test_components_stay_sound_as_edges_come_and_go() -> None:
     # Cut frontend off from web: web's side is a component of its own now.
     graph.remove_edge(keys["Service/frontend"], keys["Service/web"], DEPENDENCY)
     assert relate(relator, "Pod/web-1", "Pod/mysql-0") == ("UNRELATED", 0)
-    graph._links_stale = 10**6  # as if many removals had happened
+    graph._components.stale = 10**6  # as if many removals had happened
     assert not graph.linked(web, mysql)
     graph.add_edge(keys["Pod/batch-1"], web, DEPENDENCY)
     assert graph.linked(keys["Pod/batch-1"], web)
     assert relate(relator, "Pod/batch-1", "Pod/web-2") == ("DEPENDENCY", 3)
+
+
+def test_a_batch_answers_as_pair_by_pair_and_names_pairs_without_uids() -> None:
+    graph, keys = build_cluster()
+    names = [*sorted(keys), "Pod/nowhere"]
+    refs = []
+    for name in names:
+        kind, short = name.split("/")
+        by_name = ref(name) if kind != "Service" else kref(kind, short)
+        refs.append(by_name)
+        resource = graph.resources.get(keys.get(name, ("", "")))
+        if resource is not None and resource.ref.uid:
+            refs.append(resource.ref)  # the same resource by uid
+    pairs = [topology_pb2.ResourcePair(a=a, b=b) for a in refs for b in refs]
+    pairs.append(topology_pb2.ResourcePair(b=refs[0]))  # an end missing
+    for max_distance in (1, 3, 4):
+        relator = Relator(graph)
+        answers, without_uid = relator.relate_pairs(pairs, max_distance)
+        expected = [Relator(graph).relate(p.a, p.b, max_distance) for p in pairs]
+        assert answers == expected
+        assert without_uid == [i for i, p in enumerate(pairs) if not p.a.uid or not p.b.uid]
+    # Answers follow the graph changing between batches.
+    relator = Relator(graph)
+    pair = [topology_pb2.ResourcePair(a=ref("Pod/batch-1"), b=kref("Service", "frontend"))]
+    assert relator.relate_pairs(pair, 4)[0] == [(R.Value("RELATION_KIND_UNRELATED"), 0)]
+    graph.add_edge(keys["Service/web"], keys["Pod/batch-1"], SELECTOR)
+    assert relator.relate_pairs(pair, 4)[0] == [(R.Value("RELATION_KIND_DEPENDENCY"), 2)]
+
+
+def test_relations_response_round_trips() -> None:
+    relations: list[tuple[int, int]] = [
+        (int(R.Value("RELATION_KIND_UNRELATED")), 0),
+        (int(R.Value("RELATION_KIND_OWNER")), 300),
+    ]
+    response = relations_response(relations * 100)
+    assert [(r.index, r.kind, r.distance) for r in response.relations] == [
+        (i, *relations[i % 2]) for i in range(200)
+    ]

@@ -68,6 +68,11 @@ class Settings:
     # Topology: clusters to list+watch, "name=kubeconfig[#context]" or
     # "name=in-cluster", comma-separated; none when empty.
     kube_clusters: str = ""
+    # Topology: WatchTopology's change log keeps at most this many changes and
+    # none older than this many hours (0 turns a bound off); a client resuming
+    # from a trimmed change gets OUT_OF_RANGE and relists.
+    topology_changes_max_count: int = 1_000_000
+    topology_changes_max_age_hours: float = 168.0
     log_level: str = "INFO"
     grace_seconds: float = 5.0
     # Ingest's edge listeners. A port of -1 is off (load_settings turns both on

@@ -33,13 +33,17 @@ from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
+from corrmesh.topology.components import Components
 from corrmesh.topology.keys import Key, NameKey, key_of, name_key_of
+from corrmesh.topology.wire import varint
 from corrmesh.v1 import event_pb2, topology_pb2
 
 EdgeType = int
 #: (from, to, type) as stored.
 EdgeKey = tuple[Key, Key, EdgeType]
 Adjacency = dict[Key, dict[EdgeType, dict[Key, None]]]
+#: A resource's ResourceRef serialised with its length prefix, its kind, its name.
+RefView = tuple[bytes, str, str]
 
 OWNER = topology_pb2.EDGE_TYPE_OWNER
 NODE = topology_pb2.EDGE_TYPE_NODE
@@ -57,6 +61,9 @@ PROPAGATES_FORWARD: dict[EdgeType, bool] = {
     topology_pb2.EDGE_TYPE_NODE: True,
     topology_pb2.EDGE_TYPE_DEPENDENCY: False,
 }
+
+_FORWARD = tuple(t for t, forward in PROPAGATES_FORWARD.items() if forward)
+_BACKWARD = tuple(t for t, forward in PROPAGATES_FORWARD.items() if not forward)
 
 OUTGOING = topology_pb2.DIRECTION_OUTGOING
 INCOMING = topology_pb2.DIRECTION_INCOMING
@@ -84,9 +91,12 @@ class TopologyGraph:
         #: Bumped on every mutation; caches of derived answers compare it.
         self.version = 0
         #: Which resources may be joined by edges other than NODE (see linked()).
-        self._links: dict[Key, Key] = {}
-        self._links_stale = 0
+        self._components = Components()
         self._edges = 0
+        # Derived per resource on first use and dropped when it changes, so
+        # queries touching hundreds of resources read them from one dict.
+        self._spread: dict[Key, tuple[Key, ...]] = {}
+        self._views: dict[Key, RefView] = {}
 
     # ---- resources -------------------------------------------------------
 
@@ -128,10 +138,19 @@ class TopologyGraph:
         """Adds or replaces a resource; its edges stay. Returns its key."""
         key = key_of(resource.ref)
         previous = self.resources.get(key)
-        if previous is not None:
-            self._unindex_name(previous, key)
+        name = name_key_of(resource.ref)
+        if previous is not None and name_key_of(previous.ref) == name:
+            # The most recently upserted of several resources of one name comes last.
+            keys = self._by_name[name]
+            if len(keys) > 1:
+                del keys[key]
+                keys[key] = None
+        else:
+            if previous is not None:
+                self._unindex_name(previous, key)
+            self._by_name.setdefault(name, {})[key] = None
         self.resources[key] = resource
-        self._by_name.setdefault(name_key_of(resource.ref), {})[key] = None
+        self._views.pop(key, None)
         self.version += 1
         return key
 
@@ -147,6 +166,8 @@ class TopologyGraph:
         self._out.pop(key, None)
         self._in.pop(key, None)
         self._degree.pop(key, None)
+        self._spread.pop(key, None)
+        self._views.pop(key, None)
         self.version += 1
         return removed
 
@@ -173,8 +194,10 @@ class TopologyGraph:
         self._in.setdefault(target, {}).setdefault(edge_type, {})[source] = None
         self._degree[source] = self._degree.get(source, 0) + 1
         self._degree[target] = self._degree.get(target, 0) + 1
+        self._spread.pop(source, None)
+        self._spread.pop(target, None)
         if edge_type != NODE:
-            self._union(source, target)
+            self._components.union(source, target)
         self._edges += 1
         self.version += 1
         return True
@@ -188,8 +211,10 @@ class TopologyGraph:
         del self._in[target][edge_type][source]
         self._degree[source] -= 1
         self._degree[target] -= 1
+        self._spread.pop(source, None)
+        self._spread.pop(target, None)
         if edge_type != NODE:
-            self._links_stale += 1
+            self._components.stale += 1
         self._edges -= 1
         self.version += 1
         return True
@@ -210,40 +235,29 @@ class TopologyGraph:
         """Edges touching ``key``, of every type and direction."""
         return self._degree.get(key, 0)
 
-    # ---- components ------------------------------------------------------
-    #
-    # A union-find over every non-NODE edge added since it was last rebuilt.
-    # Removing an edge does not split a set, so the sets over-approximate
-    # connectivity: two resources in different sets are certainly not joined
-    # (the cheap answer for most pairs of a large graph), two in the same set
-    # may be. It is rebuilt once removals pile up, to stay sharp.
+    # ---- components (see corrmesh.topology.components) -------------------
 
-    def _find(self, key: Key) -> Key:
-        links = self._links
-        root = key
-        while (parent := links.get(root, root)) != root:
-            root = parent
-        while key != root:  # path compression
-            links[key], key = root, links[key]
-        return root
-
-    def _union(self, a: Key, b: Key) -> None:
-        root_a, root_b = self._find(a), self._find(b)
-        if root_a != root_b:
-            self._links[root_a] = root_b
-
-    def linked(self, a: Key, b: Key) -> bool:
-        """False when no path of non-NODE edges can join ``a`` and ``b``;
-        True when one may (a search then decides)."""
-        if self._links_stale > max(1000, self._edges // 4):
-            self._links = {}
-            self._links_stale = 0
+    def components(self) -> dict[Key, Key]:
+        """The union-find's parent links (a key absent is its own root), rebuilt
+        first when removals piled up; for batched ``linked`` checks, read only."""
+        if self._components.stale > max(1000, self._edges // 4):
+            self._components = Components()
             for source, by_type in self._out.items():
                 for edge_type, targets in by_type.items():
                     if edge_type != NODE:
                         for target in targets:
-                            self._union(source, target)
-        return self._find(a) == self._find(b)
+                            self._components.union(source, target)
+        return self._components.links
+
+    def find(self, key: Key) -> Key:
+        """The root of ``key``'s set in :meth:`components`."""
+        return self._components.find(key)
+
+    def linked(self, a: Key, b: Key) -> bool:
+        """False when no path of non-NODE edges can join ``a`` and ``b``;
+        True when one may (a search then decides)."""
+        self.components()
+        return self._components.find(a) == self._components.find(b)
 
     def edge_count(self) -> int:
         return self._edges
@@ -251,6 +265,33 @@ class TopologyGraph:
     def adjacency(self) -> tuple[Adjacency, Adjacency]:
         """(outgoing, incoming) maps, for traversals on the hot path; read only."""
         return self._out, self._in
+
+    def spread(self, key: Key) -> tuple[Key, ...]:
+        """Resources one edge away that a failure of ``key`` reaches, edge types
+        in PROPAGATES_FORWARD's order, outgoing ones first."""
+        found = self._spread.get(key)
+        if found is None:
+            reached: list[Key] = []
+            for adjacency, edge_types in ((self._out, _FORWARD), (self._in, _BACKWARD)):
+                by_type = adjacency.get(key)
+                if by_type:
+                    for edge_type in edge_types:
+                        neighbours = by_type.get(edge_type)
+                        if neighbours:
+                            reached.extend(neighbours)
+            found = self._spread[key] = tuple(reached)
+        return found
+
+    def view(self, key: Key) -> RefView:
+        """(ResourceRef of ``key`` serialised with its length prefix, kind, name),
+        kept until the resource changes: responses listing many resources are
+        assembled from these bytes."""
+        found = self._views.get(key)
+        if found is None:
+            ref = self.resources[key].ref
+            data = ref.SerializeToString()
+            found = self._views[key] = (varint(len(data)) + data, ref.kind, ref.name)
+        return found
 
     def outgoing(self, key: Key, edge_type: EdgeType) -> Collection[Key]:
         return self._out.get(key, {}).get(edge_type, {}).keys()

@@ -10,11 +10,13 @@ path that reached it explains why it is affected.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from corrmesh.topology.graph import PROPAGATES_FORWARD, TopologyGraph
+from corrmesh.topology.graph import TopologyGraph
 from corrmesh.topology.keys import Key
+from corrmesh.topology.wire import delimited, tag, varint
+from corrmesh.v1 import topology_pb2
 
 #: Names shown per group in a summary before "and N more".
 SUMMARY_NAMES = 3
@@ -36,62 +38,121 @@ class Impact:
     summary: str
 
 
+@dataclass(frozen=True)
+class Walk:
+    """Where a failure of ``root`` reached: each resource (breadth first, with
+    its distance) and the resource it was reached from."""
+
+    root: Key
+    reached: list[tuple[Key, int]]
+    parent: dict[Key, Key]
+
+    def path(self, key: Key) -> tuple[Key, ...]:
+        """From the root to ``key``, both included."""
+        parent = self.parent
+        path = [key]
+        while key != self.root:
+            key = parent[key]
+            path.append(key)
+        path.reverse()
+        return tuple(path)
+
+
+def walk(graph: TopologyGraph, root: Key, max_depth: int) -> Walk:
+    """Breadth-first walk from ``root`` along the edges failure travels, up to
+    ``max_depth`` edges; each resource is reached at its shortest distance."""
+    spread = graph.spread
+    parent: dict[Key, Key] = {root: root}
+    reached: list[tuple[Key, int]] = []
+    frontier = [root]
+    for distance in range(1, max_depth + 1):
+        next_frontier: list[Key] = []
+        for current in frontier:
+            for key in spread(current):
+                if key not in parent:
+                    parent[key] = current
+                    reached.append((key, distance))
+                    next_frontier.append(key)
+        if not next_frontier:
+            break
+        frontier = next_frontier
+    return Walk(root, reached, parent)
+
+
+def _reported(graph: TopologyGraph, found: Walk, kinds: Collection[str]) -> list[tuple[Key, int]]:
+    if not kinds:
+        return found.reached
+    view = graph.view
+    return [(key, distance) for key, distance in found.reached if view(key)[1] in kinds]
+
+
 def impact(graph: TopologyGraph, root: Key, max_depth: int, kinds: Collection[str] = ()) -> Impact:
     """What a failure of ``root`` affects within ``max_depth`` edges.
 
     ``kinds`` restricts what is reported, not what is walked: a Service
     reached through Pods is found even when Pods are not asked for.
     """
-    # Which adjacency map each edge type propagates failure along.
-    forward = tuple(t for t, f in PROPAGATES_FORWARD.items() if f)
-    backward = tuple(t for t, f in PROPAGATES_FORWARD.items() if not f)
-    outgoing, incoming = graph.adjacency()
-    paths: dict[Key, tuple[Key, ...]] = {root: (root,)}
-    reached: list[tuple[Key, int]] = []
-    frontier = [root]
-    for distance in range(1, max_depth + 1):
-        next_frontier: list[Key] = []
-        for current in frontier:
-            path = paths[current]
-            for adjacency, edge_types in ((outgoing, forward), (incoming, backward)):
-                by_type = adjacency.get(current)
-                if not by_type:
-                    continue
-                for edge_type in edge_types:
-                    neighbours = by_type.get(edge_type)
-                    if not neighbours:
-                        continue
-                    for key in neighbours:
-                        if key not in paths:
-                            paths[key] = (*path, key)
-                            reached.append((key, distance))
-                            next_frontier.append(key)
-        if not next_frontier:
-            break
-        frontier = next_frontier
-    resources = graph.resources
-    impacted = [
-        Impacted(key, paths[key], distance)
-        for key, distance in reached
-        if not kinds or resources[key].ref.kind in kinds
-    ]
-    return Impact(root, impacted, summarize(graph, root, impacted))
+    found = walk(graph, root, max_depth)
+    reported = _reported(graph, found, kinds)
+    impacted = [Impacted(key, found.path(key), distance) for key, distance in reported]
+    return Impact(root, impacted, summarize(graph, root, reported))
 
 
-def summarize(graph: TopologyGraph, root: Key, impacted: list[Impacted]) -> str:
+def impact_response(
+    graph: TopologyGraph, root: Key, max_depth: int, kinds: Collection[str] = ()
+) -> topology_pb2.GetImpactResponse:
+    """The GetImpactResponse for a failure of ``root``, as :func:`impact` finds it.
+
+    Built from wire bytes (see :mod:`corrmesh.topology.wire`): each path is
+    its parent's path plus one cached ref.
+    """
+    found = walk(graph, root, max_depth)
+    view = graph.view
+    parent = found.parent
+    root_data, root_kind, root_name = view(root)
+    paths: dict[Key, bytes] = {root: _PATH + root_data}
+    parts = [_ROOT + root_data]
+    named: list[tuple[str, str, int]] = []
+    for key, distance in found.reached:  # parents come before their children
+        data, kind, name = view(key)
+        path = paths[key] = paths[parent[key]] + _PATH + data
+        if kinds and kind not in kinds:
+            continue
+        entry = _RESOURCE + data + path + _DISTANCE + varint(distance)
+        parts.append(_IMPACTED + varint(len(entry)) + entry)
+        named.append((kind, name, distance))
+    parts.append(delimited(_SUMMARY, _summary(root_kind, root_name, named).encode()))
+    return topology_pb2.GetImpactResponse.FromString(b"".join(parts))
+
+
+# Field keys of ImpactedResource and GetImpactResponse (topology.proto).
+_RESOURCE, _PATH, _DISTANCE = tag(1, 2), tag(2, 2), tag(3, 0)
+_ROOT, _IMPACTED, _SUMMARY = tag(1, 2), tag(2, 2), tag(3, 2)
+
+
+def summarize(graph: TopologyGraph, root: Key, impacted: Sequence[tuple[Key, int]]) -> str:
     """One line, one hop per distance: "Deployment mysql down -> Service api -> ...".
 
-    Several resources of one kind at the same distance are grouped
-    ("pods web-1, web-2"); kinds at the same distance are separated by "; ".
+    ``impacted`` holds (resource, distance) pairs. Several resources of one
+    kind at the same distance are grouped ("pods web-1, web-2"); kinds at the
+    same distance are separated by "; ".
     """
-    root_ref = graph.resources[root].ref
-    head = f"{root_ref.kind} {root_ref.name} down"
-    if not impacted:
+    view = graph.view
+    _data, root_kind, root_name = view(root)
+    named = []
+    for key, distance in impacted:
+        _data, kind, name = view(key)
+        named.append((kind, name, distance))
+    return _summary(root_kind, root_name, named)
+
+
+def _summary(root_kind: str, root_name: str, named: Sequence[tuple[str, str, int]]) -> str:
+    head = f"{root_kind} {root_name} down"
+    if not named:
         return f"{head}; nothing depends on it"
     levels: dict[int, dict[str, list[str]]] = {}
-    for item in impacted:
-        ref = graph.resources[item.key].ref
-        levels.setdefault(item.distance, {}).setdefault(ref.kind, []).append(ref.name)
+    for kind, name, distance in named:
+        levels.setdefault(distance, {}).setdefault(kind, []).append(name)
     hops = [head]
     for distance in sorted(levels):
         groups = [_group(kind, names) for kind, names in levels[distance].items()]

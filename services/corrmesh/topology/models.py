@@ -79,6 +79,7 @@ class ChangeLogEntry(Base):
     #: A ChangeType value.
     type: Mapped[int] = mapped_column(Integer)
     cluster: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
-    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Indexed for trimming by age.
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     #: The serialized TopologyChange, its sequence left 0 (the column holds it).
     change: Mapped[bytes] = mapped_column(LargeBinary)

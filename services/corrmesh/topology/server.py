@@ -18,7 +18,7 @@ from corrmesh.topology.kube.events import EventPublisher
 from corrmesh.topology.kube.registry import KubeSync
 from corrmesh.topology.servicer import TopologyServicer
 from corrmesh.topology.store import TopologyStore
-from corrmesh.topology.writer import SelfDependencyError, TopologyWriter
+from corrmesh.topology.writer import Retention, SelfDependencyError, TopologyWriter
 from corrmesh.v1 import topology_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,11 @@ class TopologyApp(ServiceApp):
         self.store = TopologyStore(settings.effective_database_url)
         self.graph = TopologyGraph()
         self.notifier = HeadNotifier()
-        self.writer = TopologyWriter(self.graph, self.store, self.notifier)
+        retention = Retention(
+            max_count=settings.topology_changes_max_count,
+            max_age_seconds=settings.topology_changes_max_age_hours * 3600.0,
+        )
+        self.writer = TopologyWriter(self.graph, self.store, self.notifier, retention)
         self.kube: KubeSync | None = None
         self.events: EventPublisher | None = None
         self._ingest: grpc.aio.Channel | None = None
@@ -85,6 +89,7 @@ class TopologyApp(ServiceApp):
             await self.events.stop()
         if self._ingest is not None:
             await self._ingest.close()
+        await self.writer.close()
         await asyncio.to_thread(self.store.close)
 
     async def ready(self) -> bool:

@@ -9,16 +9,29 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
+from google.rpc import code_pb2, status_pb2
 
-from corrmesh.runtime.errors import FieldViolations, abort_invalid, abort_not_found
+from corrmesh.runtime.errors import (
+    FieldViolations,
+    abort,
+    abort_invalid,
+    abort_not_found,
+    bad_request_status,
+    error_info_status,
+)
 from corrmesh.runtime.streams import DEFAULT_BATCH, Batch, HeadNotifier, follow
 from corrmesh.topology.graph import BOTH, TopologyGraph
-from corrmesh.topology.impact import impact
+from corrmesh.topology.impact import impact_response
 from corrmesh.topology.keys import Key, describe
 from corrmesh.topology.listing import list_resources
 from corrmesh.topology.messages import change_matches, edge_message
-from corrmesh.topology.relate import DEFAULT_MAX_DISTANCE, MAX_DISTANCE, Relator
-from corrmesh.topology.store import TopologyStore
+from corrmesh.topology.relate import (
+    DEFAULT_MAX_DISTANCE,
+    MAX_DISTANCE,
+    Relator,
+    relations_response,
+)
+from corrmesh.topology.store import ChangesTrimmedError, TopologyStore
 from corrmesh.topology.validation import (
     DEFAULT_IMPACT_DEPTH,
     DEFAULT_PATH_DEPTH,
@@ -32,6 +45,25 @@ from corrmesh.topology.writer import SelfDependencyError, TopologyWriter
 from corrmesh.v1 import event_pb2, topology_pb2, topology_pb2_grpc
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
+
+
+def trimmed_status(exc: ChangesTrimmedError) -> status_pb2.Status:
+    """OUT_OF_RANGE for a watch resuming before what the change log keeps: the
+    client lists the graph again and watches from a sequence it then gets."""
+    message = (
+        f"after_sequence {exc.after} is older than the change log keeps (oldest kept: "
+        f"{exc.oldest}); list the graph again and watch from 0"
+    )
+    status = error_info_status(
+        code_pb2.OUT_OF_RANGE,
+        "CHANGES_TRIMMED",
+        message,
+        after_sequence=str(exc.after),
+        oldest_sequence=str(exc.oldest),
+    )
+    field = bad_request_status([("after_sequence", "is older than the oldest change kept")])
+    status.details.extend(field.details)
+    return status
 
 
 class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
@@ -148,17 +180,8 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
         if violations:
             await abort_invalid(context, violations)
         key = await self._resolve(context, request.ref)
-        graph = self.graph
-        found = impact(graph, key, request.max_depth or DEFAULT_IMPACT_DEPTH, set(request.kinds))
-        resources = graph.resources
-        response = topology_pb2.GetImpactResponse(root=resources[key].ref, summary=found.summary)
-        # add() + CopyFrom/extend: the cheapest way to fill hundreds of items.
-        add = response.impacted.add
-        for item in found.impacted:
-            entry = add(distance=item.distance)
-            entry.resource.CopyFrom(resources[item.key].ref)
-            entry.path.extend([resources[k].ref for k in item.path])
-        return response
+        depth = request.max_depth or DEFAULT_IMPACT_DEPTH
+        return impact_response(self.graph, key, depth, set(request.kinds))
 
     async def RelateResources(
         self, request: topology_pb2.RelateResourcesRequest, context: Context
@@ -171,8 +194,12 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
             violations.add("max_distance", f"must be between 0 and {MAX_DISTANCE}")
         if violations:
             await abort_invalid(context, violations)
-        for index, pair in enumerate(pairs):
-            # The hot path: check cheaply, and in full only for a pair that fails.
+        max_distance = request.max_distance or DEFAULT_MAX_DISTANCE
+        # The hot path: one pass relates every pair; only pairs with an end
+        # named without a uid can be invalid, and only those are checked in full.
+        relations, without_uid = self.relator.relate_pairs(pairs, max_distance)
+        for index in without_uid:
+            pair = pairs[index]
             a, b = pair.a, pair.b
             if not (a.uid or (a.kind and a.name)) or not pair.HasField("a"):
                 check_ref(a, pair.HasField("a"), f"pairs[{index}].a", violations)
@@ -180,14 +207,7 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
                 check_ref(b, pair.HasField("b"), f"pairs[{index}].b", violations)
         if violations:
             await abort_invalid(context, violations)
-        max_distance = request.max_distance or DEFAULT_MAX_DISTANCE
-        relate = self.relator.relate
-        response = topology_pb2.RelateResourcesResponse()
-        add = response.relations.add
-        for index, pair in enumerate(pairs):
-            kind, distance = relate(pair.a, pair.b, max_distance)
-            add(index=index, kind=kind, distance=distance)  # type: ignore[arg-type]
-        return response
+        return relations_response(relations)
 
     async def UpsertDependencies(
         self, request: topology_pb2.UpsertDependenciesRequest, context: Context
@@ -232,7 +252,10 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
         clusters, kinds = set(request.clusters), set(request.kinds)
 
         async def read_after(after: int, limit: int) -> Batch[topology_pb2.TopologyChange]:
-            changes = await asyncio.to_thread(self.store.read_changes_after, after, limit)
+            try:
+                changes = await asyncio.to_thread(self.store.read_changes_after, after, limit)
+            except ChangesTrimmedError as exc:
+                await abort(context, trimmed_status(exc))
             through = changes[-1].sequence if changes else after
             matched = [c for c in changes if change_matches(c, clusters, kinds)]
             return Batch(matched, through)

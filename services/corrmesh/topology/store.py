@@ -3,6 +3,13 @@
 Synchronous SQLAlchemy; the server calls it through ``asyncio.to_thread``.
 A :class:`StoreWrite` is applied in one transaction, so the declared
 dependencies and the changes announcing them commit together.
+
+Change-log sequences are given here, head + 1 onwards in one multi-row
+INSERT (one writer appends, under the writer's lock; a second one would
+collide on the primary key and fail rather than interleave). The log is
+trimmed from its oldest end (:meth:`TopologyStore.trim`) but its newest
+change is always kept, so the head never moves back; a reader resuming from
+a trimmed sequence gets :class:`ChangesTrimmedError`.
 """
 
 from __future__ import annotations
@@ -10,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine, delete, func, insert, select, text
+from sqlalchemy import Engine, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from corrmesh.runtime.db import create_db_engine, migrate, session_factory
@@ -20,6 +28,19 @@ from corrmesh.v1 import event_pb2, topology_pb2
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_topology"
+
+
+#: Core inserts of the change log skip the ORM's per-row bookkeeping.
+CHANGES_TABLE = cast(Table, ChangeLogEntry.__table__)
+
+
+class ChangesTrimmedError(Exception):
+    """Changes after ``after`` were trimmed away: the oldest kept is ``oldest``."""
+
+    def __init__(self, after: int, oldest: int) -> None:
+        super().__init__(f"changes after {after} were trimmed; the oldest kept is {oldest}")
+        self.after = after
+        self.oldest = oldest
 
 
 @dataclass(frozen=True)
@@ -120,20 +141,26 @@ class TopologyStore:
                 self._prune(session, [ids[dependent_key], ids[dependency_key]])
             if not write.changes:
                 return []
-            # One multi-row INSERT ... RETURNING: a watch burst logs thousands at once.
-            rows = [
-                {
-                    "type": change.type,
-                    "cluster": change.cluster,
-                    "changed_at": change.changed_at.ToDatetime(tzinfo=UTC),
-                    "change": change.SerializeToString(),
-                }
-                for change in write.changes
-            ]
-            statement = insert(ChangeLogEntry).returning(
-                ChangeLogEntry.sequence, sort_by_parameter_order=True
-            )
-            return list(session.scalars(statement, rows))
+            head = session.scalar(select(func.max(ChangeLogEntry.sequence))) or 0
+            # A watch burst logs thousands at once, mostly at one moment.
+            moments: dict[tuple[int, int], datetime] = {}
+            rows = []
+            for sequence, change in enumerate(write.changes, head + 1):
+                stamp = change.changed_at
+                moment = moments.get((stamp.seconds, stamp.nanos))
+                if moment is None:
+                    moment = moments[(stamp.seconds, stamp.nanos)] = stamp.ToDatetime(tzinfo=UTC)
+                rows.append(
+                    {
+                        "sequence": sequence,
+                        "type": change.type,
+                        "cluster": change.cluster,
+                        "changed_at": moment,
+                        "change": change.SerializeToString(),
+                    }
+                )
+            session.execute(insert(CHANGES_TABLE), rows)
+            return list(range(head + 1, head + 1 + len(rows)))
 
     def _resource_ids(self, session: Session, write: StoreWrite, now: datetime) -> dict[str, int]:
         wanted = {r.key for r in write.resources}
@@ -213,7 +240,11 @@ class TopologyStore:
             row.updated_at = now
 
     def read_changes_after(self, after: int, limit: int) -> list[topology_pb2.TopologyChange]:
-        """Up to ``limit`` changes with sequence > ``after``, oldest first."""
+        """Up to ``limit`` changes with sequence > ``after``, oldest first.
+
+        Raises ChangesTrimmedError when ``after`` (> 0) is older than what the
+        log keeps: the changes right after it are gone. 0 reads from the oldest kept.
+        """
         with self._sessions() as session:
             rows = session.execute(
                 select(ChangeLogEntry.sequence, ChangeLogEntry.change)
@@ -221,12 +252,38 @@ class TopologyStore:
                 .order_by(ChangeLogEntry.sequence)
                 .limit(limit)
             ).all()
+            if after > 0 and rows and rows[0][0] > after + 1:
+                # A gap after ``after``: trimmed, unless older changes are kept.
+                oldest = session.scalar(select(func.min(ChangeLogEntry.sequence))) or 0
+                if after < oldest - 1:
+                    raise ChangesTrimmedError(after, oldest)
         changes = []
         for sequence, payload in rows:
             change = topology_pb2.TopologyChange.FromString(payload)
             change.sequence = sequence
             changes.append(change)
         return changes
+
+    def trim(self, max_count: int, older_than: datetime | None, limit: int = 50_000) -> int:
+        """Deletes the oldest changes beyond the newest ``max_count`` (0: no count
+        bound) and those changed before ``older_than`` (None: no age bound), at
+        most ``limit`` per call; the newest change always stays. Returns how many."""
+        with self._sessions.begin() as session:
+            head = session.scalar(select(func.max(ChangeLogEntry.sequence))) or 0
+            oldest = session.scalar(select(func.min(ChangeLogEntry.sequence))) or 0
+            cut = head - max_count if max_count > 0 else 0
+            if older_than is not None:
+                aged = session.scalar(
+                    select(func.max(ChangeLogEntry.sequence)).where(
+                        ChangeLogEntry.changed_at < older_than
+                    )
+                )
+                cut = max(cut, aged or 0)
+            cut = min(cut, head - 1, oldest + limit - 1)
+            if cut < oldest:
+                return 0
+            result = session.execute(delete(ChangeLogEntry).where(ChangeLogEntry.sequence <= cut))
+            return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _stored_resource(row: DeclaredResource) -> StoredResource:

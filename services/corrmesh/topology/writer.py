@@ -1,17 +1,35 @@
 """The one path that changes the graph: persist first, then apply, then announce.
 
-Each mutation is planned against the current graph (what is new, what goes
-away), written to the store with its change-log entries in one transaction,
-and only then applied to the in-memory graph, so a failed commit leaves the
-graph as it was. A lock serialises mutations: the change log's sequences
-then commit in order and a follower never sees a gap fill in later.
+Each declared mutation is planned against the current graph (what is new,
+what goes away), written to the store with its change-log entries in one
+transaction, and only then applied to the in-memory graph, so a failed
+commit leaves the graph as it was. A lock serialises mutations: the change
+log's sequences then commit in order and a follower never sees a gap fill
+in later.
+
+What a cluster reports has already happened, so observed changes are applied
+to the graph first and queued for the log; a background task writes the
+queue in order while the next batch is applied (a burst of watch events
+does not wait on each commit). When a log write fails the changes stay at
+the front of the queue and are written, with back-off, ahead of anything
+later, declared writes included: WatchTopology misses nothing and sees the
+changes in the order the graph took them. Should the queue reach
+:data:`MAX_UNLOGGED` changes (a database away for long), it is replaced by
+one RESYNCED change per cluster: a watcher then relists that cluster, and
+the writer holds nothing without bound.
+
+The change log is trimmed as :class:`Retention` says, after appends, at most
+every :data:`TRIM_EVERY_CHANGES` changes or :data:`TRIM_EVERY_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 
@@ -28,8 +46,33 @@ from corrmesh.topology.store import (
 )
 from corrmesh.v1 import event_pb2, topology_pb2
 
+log = logging.getLogger(__name__)
+
 DEPENDENCY = topology_pb2.EDGE_TYPE_DEPENDENCY
 DECLARED = topology_pb2.RESOURCE_ORIGIN_DECLARED
+RESYNCED = topology_pb2.CHANGE_TYPE_RESYNCED
+#: Observed changes held while the change log cannot be written, before they
+#: collapse into one RESYNCED change per cluster.
+MAX_UNLOGGED = 100_000
+RETRY_INITIAL_SECONDS = 0.2
+RETRY_MAX_SECONDS = 10.0
+FLUSH_ON_CLOSE_SECONDS = 5.0
+TRIM_EVERY_CHANGES = 10_000
+TRIM_EVERY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the change log is kept: the newest ``max_count`` changes,
+    none older than ``max_age_seconds`` (0 turns a bound off)."""
+
+    max_count: int = 1_000_000
+    max_age_seconds: float = 7 * 24 * 3600.0
+
+    def older_than(self) -> datetime | None:
+        if self.max_age_seconds <= 0:
+            return None
+        return datetime.now(UTC) - timedelta(seconds=self.max_age_seconds)
 
 
 class SelfDependencyError(ValueError):
@@ -43,11 +86,25 @@ class SelfDependencyError(ValueError):
 class TopologyWriter:
     """Owns mutations of ``graph`` and their persistence in ``store``."""
 
-    def __init__(self, graph: TopologyGraph, store: TopologyStore, notifier: HeadNotifier) -> None:
+    def __init__(
+        self,
+        graph: TopologyGraph,
+        store: TopologyStore,
+        notifier: HeadNotifier,
+        retention: Retention | None = None,
+    ) -> None:
         self.graph = graph
         self.store = store
         self.notifier = notifier
+        self.retention = retention or Retention()
         self._lock = asyncio.Lock()
+        #: One change-log write at a time, in queue order.
+        self._log_lock = asyncio.Lock()
+        #: Observed changes in the graph but not yet in the change log, in order.
+        self.unlogged: list[topology_pb2.TopologyChange] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._since_trim = 0
+        self._trimmed_at = time.monotonic()
         #: Called with each declared resource put in the graph (Kubernetes sync
         #: links it to the observed object of the same name).
         self.on_declared: Callable[[Key], None] | None = None
@@ -104,7 +161,8 @@ class TopologyWriter:
                 getattr(edge, "from").CopyFrom(self._resource(source, new_resources).ref)
                 edge.to.CopyFrom(self._resource(target, new_resources).ref)
                 write.changes.append(edge_change(topology_pb2.CHANGE_TYPE_EDGE_ADDED, edge, now))
-            sequences = await asyncio.to_thread(self.store.apply, write)
+            async with self._log_lock:
+                sequences = await self._commit(write)
             for resource in new_resources.values():
                 graph.upsert_resource(resource)
             for source, target in new_edges:
@@ -179,7 +237,8 @@ class TopologyWriter:
                         topology_pb2.CHANGE_TYPE_RESOURCE_DELETED, graph.resources[key], now
                     )
                 )
-            sequences = await asyncio.to_thread(self.store.apply, write)
+            async with self._log_lock:
+                sequences = await self._commit(write)
             graph.remove_edge(*edge)
             for key in orphans:
                 graph.delete_resource(key)
@@ -188,17 +247,105 @@ class TopologyWriter:
 
     async def apply_observed(self, apply: Callable[[], list[topology_pb2.TopologyChange]]) -> None:
         """Runs ``apply`` (which changes the graph and returns the changes it
-        made) and appends its changes to the change log.
+        made) and queues its changes for the change log.
 
         What a cluster reports has already happened, so the graph follows it
-        first and the log second; the lock still keeps the log's sequences in
-        commit order with the declared writes.
+        at once and the log right after: a background task writes what is
+        queued, in order, while the next batch is applied (see the module
+        docstring for what happens when that write fails).
         """
         async with self._lock:
             changes = apply()
             if changes:
-                sequences = await asyncio.to_thread(self.store.apply, StoreWrite(changes=changes))
-                self._announce(sequences)
+                self._queue(changes)
+
+    def _queue(self, changes: list[topology_pb2.TopologyChange]) -> None:
+        self.unlogged.extend(changes)
+        if len(self.unlogged) > MAX_UNLOGGED:
+            # Only a log that cannot keep up gets here: tell watchers to relist.
+            clusters = dict.fromkeys(c.cluster for c in self.unlogged)
+            now = now_timestamp()
+            self.unlogged = [
+                topology_pb2.TopologyChange(type=RESYNCED, cluster=name, changed_at=now)
+                for name in clusters
+            ]
+            log.warning("change log behind; watchers will be told to relist")
+        self._ensure_flusher()
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="topology-change-log")
+
+    async def _flush_loop(self) -> None:
+        delay = RETRY_INITIAL_SECONDS
+        while self.unlogged:
+            async with self._log_lock:
+                try:
+                    await self._commit(StoreWrite())
+                    delay = RETRY_INITIAL_SECONDS
+                    continue
+                except Exception as exc:  # kept in order; retried below
+                    log.warning("change log write failed", extra={"error": str(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def flush(self) -> None:
+        """Waits until every queued change is in the log; raises when the write fails."""
+        async with self._log_lock:
+            if self.unlogged:
+                await self._commit(StoreWrite())
+
+    async def _commit(self, write: StoreWrite) -> list[int]:
+        """Applies ``write`` with the queued observed changes ahead of its own
+        (holding the log lock); returns the sequences of its own changes. On
+        failure the queued changes go back to the front of the queue."""
+        assert self._log_lock.locked()
+        taken, self.unlogged = self.unlogged, []
+        write.changes[:0] = taken
+        try:
+            sequences = await asyncio.to_thread(self.store.apply, write)
+        except BaseException:
+            self.unlogged[:0] = taken
+            if self.unlogged:
+                self._ensure_flusher()  # whoever failed, the retry goes on
+            raise
+        finally:
+            del write.changes[: len(taken)]
+        self._announce(sequences)
+        self._since_trim += len(sequences)
+        if (
+            self._since_trim >= TRIM_EVERY_CHANGES
+            or time.monotonic() - self._trimmed_at >= TRIM_EVERY_SECONDS
+        ):
+            await self._trim()
+        return sequences[len(taken) :]
+
+    async def close(self) -> None:
+        """Writes what is queued (briefly), then stops the background writer;
+        anything still unlogged is lost with the graph, which a restart relists."""
+        try:
+            await asyncio.wait_for(self.flush(), FLUSH_ON_CLOSE_SECONDS)
+        except Exception as exc:
+            log.warning("change log not flushed at stop", extra={"error": str(exc)})
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+    async def _trim(self) -> None:
+        self._since_trim = 0
+        self._trimmed_at = time.monotonic()
+        retention = self.retention
+        if retention.max_count <= 0 and retention.max_age_seconds <= 0:
+            return
+        try:
+            removed = await asyncio.to_thread(
+                self.store.trim, retention.max_count, retention.older_than()
+            )
+        except Exception as exc:  # trimming is housekeeping: the next one tries again
+            log.warning("change log trim failed", extra={"error": str(exc)})
+            return
+        if removed:
+            log.info("change log trimmed", extra={"removed": removed})
 
     def _declared_end(self, ref: event_pb2.ResourceRef) -> Key | None:
         """The key a dependency end is declared under (as _end chooses it)."""

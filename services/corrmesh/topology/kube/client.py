@@ -3,20 +3,21 @@
 The client's ``ApiClient`` does what a kubeconfig or in-cluster config asks
 (server, CA, client certificates, bearer or exec tokens); requests go out raw
 (``_preload_content`` off, no model deserialisation, which is slow on large
-lists) and every request has a client-side ``_request_timeout``: the server's
+lists; orjson decodes lists and watch events at twice the standard library's
+speed) and every request has a client-side ``_request_timeout``: the server's
 ``timeoutSeconds`` alone cannot stop a dead connection from hanging a sync.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import urllib3
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
-from kubernetes.watch.watch import iter_resp_lines
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 60.0
@@ -130,7 +131,7 @@ class ClusterClient:
         finally:
             raw.release_conn()
         try:
-            document = json.loads(data)
+            document = orjson.loads(data)
         except ValueError as exc:
             raise KubeError(f"{path}: the response is not JSON") from exc
         if not isinstance(document, dict):
@@ -141,6 +142,30 @@ class ClusterClient:
         """Starts a watch of ``path``; raises KubeApiError or KubeUnreachableError.
         ``read_timeout`` bounds the silence between two chunks of the stream."""
         return WatchStream(self._request(path, query, accept, read_timeout), self.host + path)
+
+
+def split_lines(segments: Iterable[bytes]) -> Iterator[bytes]:
+    """The non-empty newline-separated lines of a byte stream, as bytes (json
+    decodes them directly). Linear in the input: the client library's own
+    splitter copies the rest of its buffer after each line, which is quadratic
+    in the events a burst packs into one chunk."""
+    parts: list[bytes] = []  # of a line not yet ended, however many chunks it spans
+    for segment in segments:
+        if b"\n" not in segment:
+            parts.append(segment)
+            continue
+        if parts:
+            parts.append(segment)
+            segment = b"".join(parts)
+            parts = []
+        lines = segment.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            parts.append(rest)
+        for line in lines:
+            if line:
+                yield line
+    # A line the stream ends without finishing is not an event.
 
 
 class WatchStream:
@@ -156,11 +181,9 @@ class WatchStream:
         """Watch events until the server ends the stream; a silent or broken
         stream raises KubeUnreachableError."""
         try:
-            for line in iter_resp_lines(self.raw):
-                if not line:
-                    continue
+            for line in split_lines(self.raw.stream(amt=None, decode_content=False)):
                 try:
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                 except ValueError as exc:
                     raise KubeError(f"{self.where}: a watch event is not JSON") from exc
                 if isinstance(event, dict):

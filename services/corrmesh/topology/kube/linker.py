@@ -26,6 +26,7 @@ from corrmesh.topology.kube.mapping import (
     MalformedObjectError,
     Reference,
     Target,
+    labels_of,
     ref_of,
     references,
     service_selector,
@@ -151,7 +152,8 @@ class KubeLinker:
             return key
         self._now = now
         created = existing.created_at if existing is not None else None
-        resource = to_resource(ref, obj, now, created)
+        labels = labels_of(obj)
+        resource = to_resource(ref, obj, now, created, labels)
         graph.upsert_resource(resource)
         self.members.setdefault((cluster, kind), {})[key] = None
         if changes is not None:
@@ -173,7 +175,6 @@ class KubeLinker:
             self._refs.pop(key, None)
         scope = (cluster, ref.namespace)
         if kind == "Pod":
-            labels = dict(resource.labels)
             if self.selection.pod_labels(key) != labels:
                 services = self.selection.set_pod(key, scope, labels)
                 self._sync_selector_edges(key, services, False, changes)

@@ -82,16 +82,24 @@ def parse_timestamp(text: Any) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+def labels_of(obj: dict[str, Any]) -> dict[str, str]:
+    """The labels of ``obj`` as strings."""
+    labels = as_dict(as_dict(obj.get("metadata")).get("labels"))
+    return {str(k): str(v) for k, v in labels.items()}
+
+
 def to_resource(
     ref: event_pb2.ResourceRef,
     obj: dict[str, Any],
     now: timestamp_pb2.Timestamp,
     created: timestamp_pb2.Timestamp | None = None,
+    labels: dict[str, str] | None = None,
 ) -> topology_pb2.Resource:
     """The graph resource for ``obj`` (named by ``ref``) with the facts worth
-    showing as attributes; ``created`` saves parsing a known creation time."""
+    showing as attributes; ``created`` and ``labels`` save work already done."""
     metadata = as_dict(obj.get("metadata"))
-    labels = {str(k): str(v) for k, v in as_dict(metadata.get("labels")).items()}
+    if labels is None:
+        labels = labels_of(obj)
     resource = topology_pb2.Resource(
         ref=ref,
         origin=KUBERNETES,
@@ -220,23 +228,26 @@ def _endpoint_targets(
 
 
 def _pod_references(cluster: str, namespace: str, obj: dict[str, Any]) -> set[Reference]:
+    # On every Pod update (the busiest watch): dict lookups inline, not helpers.
     spec = as_dict(obj.get("spec"))
     found: set[Reference] = set()
-    node = as_str(spec.get("nodeName"))
-    if node:
+    node = spec.get("nodeName")
+    if node and isinstance(node, str):
         found.add((NODE, False, (cluster, "Node", "", node)))
     # (kind, name) of every ConfigMap and Secret the Pod uses; names checked once.
     used: list[tuple[str, Any]] = []
     for volume in _list(spec.get("volumes")):
-        volume = as_dict(volume)
+        if not isinstance(volume, dict):
+            continue
         if "configMap" in volume:
             used.append(("ConfigMap", as_dict(volume["configMap"]).get("name")))
         if "secret" in volume:
             used.append(("Secret", as_dict(volume["secret"]).get("secretName")))
-        for source in _list(as_dict(volume.get("projected")).get("sources")):
-            source = as_dict(source)
-            used.append(("ConfigMap", as_dict(source.get("configMap")).get("name")))
-            used.append(("Secret", as_dict(source.get("secret")).get("name")))
+        if "projected" in volume:
+            for source in _list(as_dict(volume["projected"]).get("sources")):
+                source = as_dict(source)
+                used.append(("ConfigMap", as_dict(source.get("configMap")).get("name")))
+                used.append(("Secret", as_dict(source.get("secret")).get("name")))
         if "persistentVolumeClaim" in volume:
             claim = as_str(as_dict(volume["persistentVolumeClaim"]).get("claimName"))
             if claim:
@@ -249,18 +260,29 @@ def _pod_references(cluster: str, namespace: str, obj: dict[str, Any]) -> set[Re
     for secret in _list(spec.get("imagePullSecrets")):
         used.append(("Secret", as_dict(secret).get("name")))
     for field in CONTAINER_LISTS:
-        for container in _list(spec.get(field)):
-            container = as_dict(container)
-            for env in _list(container.get("env")):
-                source = as_dict(env).get("valueFrom")
-                if source:
-                    source = as_dict(source)
-                    used.append(("ConfigMap", as_dict(source.get("configMapKeyRef")).get("name")))
-                    used.append(("Secret", as_dict(source.get("secretKeyRef")).get("name")))
-            for env_from in _list(container.get("envFrom")):
-                env_from = as_dict(env_from)
-                used.append(("ConfigMap", as_dict(env_from.get("configMapRef")).get("name")))
-                used.append(("Secret", as_dict(env_from.get("secretRef")).get("name")))
+        containers = spec.get(field)
+        if not isinstance(containers, list):
+            continue
+        for container in containers:
+            if not isinstance(container, dict):
+                continue
+            env = container.get("env")
+            if isinstance(env, list):
+                for variable in env:
+                    source = variable.get("valueFrom") if isinstance(variable, dict) else None
+                    if source and isinstance(source, dict):
+                        if "configMapKeyRef" in source:
+                            used.append(
+                                ("ConfigMap", as_dict(source["configMapKeyRef"]).get("name"))
+                            )
+                        if "secretKeyRef" in source:
+                            used.append(("Secret", as_dict(source["secretKeyRef"]).get("name")))
+            env_from = container.get("envFrom")
+            if isinstance(env_from, list):
+                for origin in env_from:
+                    origin = as_dict(origin)
+                    used.append(("ConfigMap", as_dict(origin.get("configMapRef")).get("name")))
+                    used.append(("Secret", as_dict(origin.get("secretRef")).get("name")))
     for kind, name in used:
         if name and isinstance(name, str):
             found.add((CONFIG, False, (cluster, kind, namespace, name)))
