@@ -233,7 +233,8 @@ async def test_relist_after_410_is_applied_whole(database_url: str, tmp_path: Pa
             async def relisted() -> bool:
                 return app.graph.get(ref("ConfigMap", "new-0", "load")) is not None
 
-            await wait_for(relisted)
+            # A relist follows the 410 after the reflector's back-off: allow for a busy machine.
+            await wait_for(relisted, 60)
             stop.set()
             await poller
             sample()
@@ -248,7 +249,7 @@ async def test_relist_after_410_is_applied_whole(database_url: str, tmp_path: Pa
                 )
 
             # The graph follows the cluster first, the change log right after.
-            await wait_for(resync_logged)
+            await wait_for(resync_logged, 60)
 
 
 async def test_bookmarks_keep_a_quiet_watch_resumable(
