@@ -57,6 +57,9 @@ def test_sigterm_ends_open_streams_cleanly_and_exits_zero(own_mesh: Mesh) -> Non
     def hold(name: str, address: str, open_stream: object) -> None:
         with grpc.insecure_channel(address) as channel:
             stream = open_stream(channel)  # type: ignore[operator]
+            # The server sends headers once its handler runs: the stream is really open
+            # before the services are told to stop.
+            stream.initial_metadata()
             opened.wait(10)
             try:
                 for _ in stream:

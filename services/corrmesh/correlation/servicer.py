@@ -151,6 +151,9 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
         if violations:
             await abort_invalid(context, violations)
 
+        # Headers now: the client knows the stream is open before the first update.
+        await context.send_initial_metadata(())
+
         async def read_after(after: int, limit: int) -> Any:
             return await asyncio.to_thread(self.queries.read_updates, after, limit, wanted)
 

@@ -170,6 +170,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if violations:
             await abort_invalid(context, violations)
         conditions = filter_conditions(request.filter)
+        # Headers now: the client knows the stream is open before the first event.
+        await context.send_initial_metadata(())
 
         async def read_after(after: int, limit: int) -> Batch[event_pb2.Event]:
             return await asyncio.to_thread(self._log.read_after, after, limit, conditions)
