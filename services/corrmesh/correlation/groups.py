@@ -147,10 +147,6 @@ def group_title(primary: EventInfo, resources: int = 1) -> str:
     return title
 
 
-def timestamp_us(micros: int) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
-
-
 def datetime_us(micros: int) -> datetime:
     """Microseconds since the epoch as an aware UTC datetime (exact)."""
     seconds, rest = divmod(micros, 1_000_000)
@@ -163,10 +159,6 @@ def micros_of(moment: datetime) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def timestamp_of(moment: datetime) -> timestamp_pb2.Timestamp:
-    return timestamp_us(micros_of(moment))
 
 
 def set_time(target: timestamp_pb2.Timestamp, micros: int) -> None:

@@ -87,7 +87,7 @@ class TopologyRelations:
         own, ref = plan.event.resource_key, plan.event.resource
         found: PairRefs = {}
         for key, other in plan.neighbours:
-            pair = (own, key) if own <= key else (key, own)
+            pair = pair_key(own, key)
             if pair not in self._batch and self.lookup(*pair) is None:
                 found[pair] = (ref, other)
         return found

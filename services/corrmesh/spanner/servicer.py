@@ -8,7 +8,7 @@ the query log, service status and listener control.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 import grpc
@@ -76,15 +76,10 @@ class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
     async def CreateSpannerConfig(
         self, request: pb.CreateSpannerConfigRequest, context: Context
     ) -> pb.CreateSpannerConfigResponse:
-        config = pb.SpannerConfig()
-        config.CopyFrom(request.config)
-        for output_only in CONFIG_MASK.immutable:
-            config.ClearField(output_only)  # type: ignore[arg-type]
-        validation.apply_config_defaults(config)
-        violations = FieldViolations(prefix="config")
-        validation.validate_config(config, violations)
-        if violations:
-            await abort_invalid(context, violations)
+        config = await _creatable(
+            context, request.config, "config", CONFIG_MASK.immutable,
+            validation.validate_config, validation.apply_config_defaults,
+        )  # fmt: skip
         created = await self._call(context, self.store.create_config, config)
         return pb.CreateSpannerConfigResponse(config=created)
 
@@ -131,14 +126,9 @@ class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
     async def CreateDicomNode(
         self, request: pb.CreateDicomNodeRequest, context: Context
     ) -> pb.CreateDicomNodeResponse:
-        node = pb.DicomNode()
-        node.CopyFrom(request.node)
-        for output_only in NODE_MASK.immutable:
-            node.ClearField(output_only)  # type: ignore[arg-type]
-        violations = FieldViolations(prefix="node")
-        validation.validate_node(node, violations)
-        if violations:
-            await abort_invalid(context, violations)
+        node = await _creatable(
+            context, request.node, "node", NODE_MASK.immutable, validation.validate_node
+        )
         created = await self._call(context, self.store.create_node, node)
         return pb.CreateDicomNodeResponse(node=created)
 
@@ -183,14 +173,10 @@ class SpannerServicer(spanner_pb2_grpc.SpannerServiceServicer):
     async def AddSourceMapping(
         self, request: pb.AddSourceMappingRequest, context: Context
     ) -> pb.AddSourceMappingResponse:
-        mapping = pb.SourceMapping()
-        mapping.CopyFrom(request.mapping)
-        mapping.ClearField("mapping_id")
-        validation.apply_mapping_defaults(mapping)
-        violations = FieldViolations(prefix="mapping")
-        validation.validate_mapping(mapping, violations)
-        if violations:
-            await abort_invalid(context, violations)
+        mapping = await _creatable(
+            context, request.mapping, "mapping", ("mapping_id",),
+            validation.validate_mapping, validation.apply_mapping_defaults,
+        )  # fmt: skip
         added = await self._call(context, self.store.add_mapping, mapping)
         return pb.AddSourceMappingResponse(mapping=added)
 
@@ -331,6 +317,28 @@ async def _listener_ids(context: Context, ids: Any, required: bool = False) -> l
 async def _require_id(context: Context, field: str, value: str) -> None:
     if not value:
         await abort_invalid(context, [(field, "is required")])
+
+
+async def _creatable(
+    context: Context,
+    requested: M,
+    prefix: str,
+    output_only: Iterable[str],
+    validate: Callable[[M, FieldViolations], None],
+    defaults: Callable[[M], None] | None = None,
+) -> M:
+    """A copy of ``requested`` without its output-only fields, with defaults, validated."""
+    resource = type(requested)()
+    resource.CopyFrom(requested)
+    for name in output_only:
+        resource.ClearField(name)
+    if defaults is not None:
+        defaults(resource)
+    violations = FieldViolations(prefix=prefix)
+    validate(resource, violations)
+    if violations:
+        await abort_invalid(context, violations)
+    return resource
 
 
 async def _updater(
