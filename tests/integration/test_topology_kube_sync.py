@@ -222,9 +222,13 @@ async def test_relist_after_410_is_applied_whole(database_url: str, tmp_path: Pa
                 seen.append((old_count, sum(n.startswith("new-") for n in listed)))
 
             async def poll() -> None:
+                # Every millisecond, as a busy reader would: a relist applied in
+                # parts over several loop turns shows a mixture to it. Spinning
+                # with sleep(0) instead would starve the reflectors' threads
+                # of the GIL for seconds on a loaded machine.
                 while not stop.is_set():
                     sample()
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(0.001)
 
             poller = asyncio.create_task(poll())
             head = app.notifier.head
