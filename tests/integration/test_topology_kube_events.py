@@ -7,13 +7,18 @@ import copy
 from pathlib import Path
 
 import grpc
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from corrmesh.correlation.server import CorrelationApp
 from corrmesh.ingest.server import IngestApp
+from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, configure_tracing, context_of
 from corrmesh.topology.kube.events import EventPublisher, to_event
-from corrmesh.v1 import event_pb2, ingest_pb2_grpc
+from corrmesh.topology.server import TopologyApp
+from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2, ingest_pb2_grpc
+from tests.support.correlation_mesh import poll, watch
 from tests.support.ingest import all_events
 from tests.support.inprocess import running
 from tests.support.topology import topology_server
@@ -117,3 +122,85 @@ async def test_topology_publishes_the_clusters_events(database_url: str, tmp_pat
                 "worker-2",
                 "",
             )
+
+
+def _trace_id(trace_context: event_pb2.TraceContext) -> int:
+    """The trace id of a stored W3C context (0 when there is none)."""
+    span = trace.get_current_span(context_of(trace_context))
+    return span.get_span_context().trace_id
+
+
+async def test_correlation_id_and_trace_survive_the_hop_to_ingest_and_correlation(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The process-wide provider, as the three servers in this process use it.
+    exporter = InMemorySpanExporter()
+    configure_tracing("topology").add_span_processor(SimpleSpanProcessor(exporter))
+    repeated = recorded_event()
+    repeated["count"] = 4
+    repeated["lastTimestamp"] = "2026-11-01T12:00:30Z"
+    with loopback_apiserver() as loopback:
+        setting = kube_clusters_setting(tmp_path, {"prod": loopback.url})
+        async with (
+            running(IngestApp, "ingest", database_url=f"sqlite:///{tmp_path / 'i.db'}") as (
+                _ingest,
+                ingest_address,
+            ),
+            running(
+                TopologyApp,
+                "topology",
+                database_url=f"sqlite:///{tmp_path / 't.db'}",
+                kube_clusters=setting,
+                ingest_address=ingest_address,
+            ) as (topology, topology_address),
+            running(
+                CorrelationApp,
+                "correlation",
+                database_url=database_url,
+                ingest_address=ingest_address,
+                topology_address=topology_address,
+            ) as (_correlation, correlation_address),
+            grpc.aio.insecure_channel(ingest_address) as ingest_channel,
+            grpc.aio.insecure_channel(correlation_address) as correlation_channel,
+        ):
+            assert isinstance(topology, TopologyApp)
+            assert topology.kube is not None and topology.events is not None
+            await topology.kube.wait_until({"synced"}, 20)
+            # The same Event once more, one repeat later (count 4): a new event.
+            loopback.apply(EVENTS, repeated)
+            ingest = ingest_pb2_grpc.IngestServiceStub(ingest_channel)
+
+            async def both_stored() -> bool:
+                return len(await all_events(ingest)) == 2
+
+            await poll(both_stored)
+            stored = await all_events(ingest)
+            updates, _through = await watch(
+                correlation_pb2_grpc.CorrelationServiceStub(correlation_channel),
+                correlation_pb2.WatchGroupsRequest(),
+                lambda got, _t: any(stored[-1].event_id in u.event_ids for u in got),
+            )
+
+    publish_spans = {
+        span.attributes.get("corrmesh.event_id"): span
+        for span in exporter.get_finished_spans()
+        if span.name == "topology.kubernetes_event" and span.attributes is not None
+    }
+    for event in stored:
+        # Topology named the correlation id before the hop; Ingest kept it and
+        # stored the trace the publishing span began.
+        span = publish_spans[event.event_id]
+        assert span.attributes is not None
+        assert span.attributes[CORRELATION_ATTRIBUTE] == event.correlation_id
+        assert _trace_id(event.trace_context) == span.context.trace_id
+        assert f"correlation.id={event.correlation_id}" in event.trace_context.baggage
+    # The repeats of one Event are one story: one correlation id, two traces.
+    assert len({e.correlation_id for e in stored}) == 1 and stored[0].correlation_id
+    assert stored[0].trace_context.traceparent != stored[1].trace_context.traceparent
+    # Correlation analyses in log order: the later event made the group, and the
+    # update carries that event's trace and correlation id.
+    (update,) = [u for u in updates if stored[-1].event_id in u.event_ids]
+    causing = stored[-1]
+    assert _trace_id(update.trace_context) == publish_spans[causing.event_id].context.trace_id
+    assert f"correlation.id={causing.correlation_id}" in update.trace_context.baggage
+    assert {m.event_id for m in update.group.members} == {e.event_id for e in stored}

@@ -132,3 +132,28 @@ async def test_streams_end_when_the_server_shuts_down(database_url: str) -> None
 
         await asyncio.wait_for(drain(), 10)
         assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_from_now_skips_the_changes_already_made(database_url: str) -> None:
+    async with topology_server(database_url) as (app, stub):
+        await stub.UpsertDependencies(topology_pb2.UpsertDependenciesRequest(dependencies=CHAIN))
+        before = app.notifier.head
+        assert before > 0
+        call = stub.WatchTopology(topology_pb2.WatchTopologyRequest(from_now=True))
+        try:
+            read = asyncio.ensure_future(call.read())
+            # Keep changing the graph until the stream, whenever it started, reports.
+            for number in range(50):
+                extra = dependency(service(f"web-{number}"), service("api"), "HTTP")
+                await stub.UpsertDependencies(
+                    topology_pb2.UpsertDependenciesRequest(dependencies=[extra])
+                )
+                done, _ = await asyncio.wait({read}, timeout=0.2)
+                if done:
+                    break
+            response = await asyncio.wait_for(read, 10)
+            assert isinstance(response, topology_pb2.WatchTopologyResponse)
+            assert response.changes
+            assert min(c.sequence for c in response.changes) > before, "nothing from before"
+        finally:
+            call.cancel()

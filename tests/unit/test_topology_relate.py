@@ -49,6 +49,21 @@ def test_sharing_a_node_is_not_a_dependency_path() -> None:
     assert relate(relator, "Pod/cache-0", "Service/mysql") == ("UNRELATED", 0)
 
 
+def test_sharing_a_dependency_or_a_dependent_is_no_chain() -> None:
+    graph, keys = build_cluster()
+    relator = Relator(graph)
+    # cache-0 and batch-1 both depend on api; frontend depends on api too.
+    graph.add_edge(keys["Pod/cache-0"], keys["Service/api"], DEPENDENCY)
+    graph.add_edge(keys["Pod/batch-1"], keys["Service/api"], DEPENDENCY)
+    assert relate(relator, "Pod/cache-0", "Service/api") == ("DEPENDENCY", 1)
+    assert relate(relator, "Pod/cache-0", "Pod/batch-1") == ("UNRELATED", 0)
+    assert relate(relator, "Pod/cache-0", "Service/frontend") == ("UNRELATED", 0)
+    # A chain is related whichever end is asked first: mysql's failure reaches
+    # api, and api's reaches cache-0.
+    assert relate(relator, "Pod/cache-0", "Deployment/mysql") == ("DEPENDENCY", 2)
+    assert relate(relator, "Deployment/mysql", "Pod/cache-0") == ("DEPENDENCY", 2)
+
+
 def test_cousins_share_an_owner_further_up() -> None:
     graph, keys = build_cluster()
     old = graph.upsert_resource(topology_pb2.Resource(ref=kref("ReplicaSet", "web-old")))
@@ -100,7 +115,10 @@ def test_components_stay_sound_as_edges_come_and_go() -> None:
     assert not graph.linked(web, mysql)
     graph.add_edge(keys["Pod/batch-1"], web, DEPENDENCY)
     assert graph.linked(keys["Pod/batch-1"], web)
-    assert relate(relator, "Pod/batch-1", "Pod/web-2") == ("DEPENDENCY", 3)
+    assert relate(relator, "Pod/batch-1", "Pod/web-1") == ("DEPENDENCY", 1)
+    # web-2 shares Service web with web-1, but a failure of either does not
+    # travel to the other through it.
+    assert relate(relator, "Pod/batch-1", "Pod/web-2") == ("UNRELATED", 0)
 
 
 def test_a_batch_answers_as_pair_by_pair_and_names_pairs_without_uids() -> None:

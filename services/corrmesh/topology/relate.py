@@ -6,9 +6,12 @@ The strongest relation wins, in RelationKind's order:
 - OWNER: one is in the other's owner chain (distance = OWNER edges between);
 - SIBLING: they share an owner anywhere up their chains (distance = edges
   through the nearest common owner) or run on the same Node (distance 2);
-- DEPENDENCY: a path of at most ``max_distance`` edges of any type but NODE
-  joins them, walking edges either way (two Pods merely sharing a Node are
-  siblings, not a dependency chain through it);
+- DEPENDENCY: a failure of one can travel to the other along at most
+  ``max_distance`` edges of any type but NODE, each walked the way failure
+  travels on it (:data:`corrmesh.topology.graph.PROPAGATES_FORWARD`). Two
+  resources that merely share something (two Pods on one Node, two callers
+  of one service, two Pods mounting one ConfigMap) are not a chain through
+  it: if the shared resource fails, each relates to it directly;
 - UNRELATED otherwise, and UNKNOWN when either is not in the graph.
 
 Every relation farther than ``max_distance`` counts as unrelated. Answers
@@ -18,9 +21,15 @@ engine asks about the same pairs over and over.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
-from corrmesh.topology.graph import ALL_EDGE_TYPES, NODE, EdgeType, TopologyGraph
+from corrmesh.topology.graph import (
+    ALL_EDGE_TYPES,
+    NODE,
+    PROPAGATES_FORWARD,
+    EdgeType,
+    TopologyGraph,
+)
 from corrmesh.topology.keys import Key
 from corrmesh.topology.wire import tag, varint
 from corrmesh.v1 import event_pb2, topology_pb2
@@ -178,7 +187,7 @@ def relate_keys(graph: TopologyGraph, a: Key, b: Key, max_distance: int) -> Rela
     sibling = _sibling_distance(graph, a, b, owners_a, owners_b)
     if sibling is not None and sibling <= max_distance:
         return (SIBLING, sibling)
-    distance = shortest_distance(graph, a, b, max_distance, DEPENDENCY_EDGE_TYPES)
+    distance = propagation_distance(graph, a, b, max_distance)
     if distance is not None:
         return (DEPENDENCY, distance)
     return (UNRELATED, 0)
@@ -194,10 +203,51 @@ def _sibling_distance(
     return min(candidates) if candidates else None
 
 
-def shortest_distance(
-    graph: TopologyGraph, a: Key, b: Key, limit: int, edge_types: tuple[EdgeType, ...]
+#: (edge type, walked along its direction) pairs a failure travels over, NODE aside.
+_DOWNSTREAM = tuple((t, PROPAGATES_FORWARD[t]) for t in ALL_EDGE_TYPES if t != NODE)
+_UPSTREAM = tuple((t, not forward) for t, forward in _DOWNSTREAM)
+
+
+def _stepper(
+    graph: TopologyGraph, steps: tuple[tuple[EdgeType, bool], ...]
+) -> Callable[[Key], Iterator[Key]]:
+    outgoing, incoming = graph.adjacency()
+
+    def neighbours(key: Key) -> Iterator[Key]:
+        for edge_type, along in steps:
+            by_type = (outgoing if along else incoming).get(key)
+            if by_type:
+                yield from by_type.get(edge_type, ())
+
+    return neighbours
+
+
+def propagation_distance(graph: TopologyGraph, a: Key, b: Key, limit: int) -> int | None:
+    """Edges on the shortest path a failure of one of ``a``, ``b`` travels to the
+    other, if ≤ ``limit``; None when neither reaches the other that closely."""
+    down = _stepper(graph, _DOWNSTREAM)
+    up = _stepper(graph, _UPSTREAM)
+    found = [
+        d
+        for d in (
+            _meet(graph, a, b, limit, down, up),
+            _meet(graph, b, a, limit, down, up),
+        )
+        if d is not None
+    ]
+    return min(found) if found else None
+
+
+def _meet(
+    graph: TopologyGraph,
+    a: Key,
+    b: Key,
+    limit: int,
+    forward: Callable[[Key], Iterable[Key]],
+    backward: Callable[[Key], Iterable[Key]],
 ) -> int | None:
-    """Edges on the shortest undirected path between ``a`` and ``b``, if ≤ ``limit``.
+    """Edges on the shortest path from ``a`` to ``b`` whose steps ``forward``
+    gives (``backward`` gives them reversed), if ≤ ``limit``.
 
     Bidirectional breadth-first search that always expands the side whose
     frontier has fewer edges to follow, so a hub (a ConfigMap mounted by every
@@ -206,7 +256,6 @@ def shortest_distance(
     if a == b:
         return 0
     degree = graph.degree
-    adjacent = graph.adjacent
     seen_a = {a: 0}
     seen_b = {b: 0}
     frontier_a = [a]
@@ -215,14 +264,16 @@ def shortest_distance(
     depth_a = depth_b = 0
     while frontier_a and frontier_b and depth_a + depth_b < limit:
         expand_a = cost_a <= cost_b
-        frontier, seen, other = (
-            (frontier_a, seen_a, seen_b) if expand_a else (frontier_b, seen_b, seen_a)
+        frontier, seen, other, step = (
+            (frontier_a, seen_a, seen_b, forward)
+            if expand_a
+            else (frontier_b, seen_b, seen_a, backward)
         )
         depth = (depth_a if expand_a else depth_b) + 1
         next_frontier: list[Key] = []
         cost = 0
         for current in frontier:
-            for neighbour in adjacent(current, edge_types):
+            for neighbour in step(current):
                 if neighbour in seen:
                     continue
                 if neighbour in other:
@@ -237,3 +288,14 @@ def shortest_distance(
         else:
             frontier_b, depth_b, cost_b = next_frontier, depth, cost
     return None
+
+
+def shortest_distance(
+    graph: TopologyGraph, a: Key, b: Key, limit: int, edge_types: tuple[EdgeType, ...]
+) -> int | None:
+    """Edges on the shortest undirected path between ``a`` and ``b``, if ≤ ``limit``."""
+
+    def either_way(key: Key) -> Iterable[Key]:
+        return graph.adjacent(key, edge_types)
+
+    return _meet(graph, a, b, limit, either_way, either_way)

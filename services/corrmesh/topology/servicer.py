@@ -260,9 +260,8 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
             matched = [c for c in changes if change_matches(c, clusters, kinds)]
             return Batch(matched, through)
 
-        batches = follow(
-            read_after, request.after_sequence, self.notifier, self.stopping, DEFAULT_BATCH
-        )
+        start = self.notifier.head if request.from_now else request.after_sequence
+        batches = follow(read_after, start, self.notifier, self.stopping, DEFAULT_BATCH)
         async for batch in batches:
             # Empty batches carry no sequence a client could save: skip them.
             if batch.items:

@@ -126,6 +126,8 @@ class _GroupUpdateTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Group
     GROUP_UPDATE_TYPE_STATUS_CHANGED: _GroupUpdateType.ValueType  # 5
     GROUP_UPDATE_TYPE_ALERT: _GroupUpdateType.ValueType  # 6
     GROUP_UPDATE_TYPE_DELETED: _GroupUpdateType.ValueType  # 7
+    GROUP_UPDATE_TYPE_ANALYZED: _GroupUpdateType.ValueType  # 8
+    """Root-cause candidates, pattern or impact were (re)computed."""
 
 class GroupUpdateType(_GroupUpdateType, metaclass=_GroupUpdateTypeEnumTypeWrapper):
     """What changed in a group."""
@@ -138,6 +140,8 @@ GROUP_UPDATE_TYPE_SPLIT: GroupUpdateType.ValueType  # 4
 GROUP_UPDATE_TYPE_STATUS_CHANGED: GroupUpdateType.ValueType  # 5
 GROUP_UPDATE_TYPE_ALERT: GroupUpdateType.ValueType  # 6
 GROUP_UPDATE_TYPE_DELETED: GroupUpdateType.ValueType  # 7
+GROUP_UPDATE_TYPE_ANALYZED: GroupUpdateType.ValueType  # 8
+"""Root-cause candidates, pattern or impact were (re)computed."""
 Global___GroupUpdateType: _TypeAlias = GroupUpdateType  # noqa: Y015
 
 class _FeedbackType:
@@ -382,6 +386,8 @@ class Group(_message.Message):
     IMPACT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    IMPACT_SUMMARY_FIELD_NUMBER: _builtins.int
+    ANALYZED_REVISION_FIELD_NUMBER: _builtins.int
     group_id: _builtins.str
     title: _builtins.str
     status: Global___GroupStatus.ValueType
@@ -393,6 +399,13 @@ class Group(_message.Message):
     member_count: _builtins.int
     revision: _builtins.int
     """Bumped on every change."""
+    impact_summary: _builtins.str
+    """For a person: "Node failure will impact: payment-service, order-service"."""
+    analyzed_revision: _builtins.int
+    """The revision whose members root_cause_candidates, pattern and impact were
+    computed from. A later status change raises revision without calling for
+    a new analysis; new members do, and GetStats counts the groups waiting.
+    """
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupMember]: ...
     @_builtins.property
@@ -444,10 +457,12 @@ class Group(_message.Message):
         impact: _abc.Iterable[_topology_pb2.ImpactedResource] | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         revision: _builtins.int = ...,
+        impact_summary: _builtins.str = ...,
+        analyzed_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "first_event_at", b"first_event_at", "last_event_at", b"last_event_at", "pattern", b"pattern", "resolved_at", b"resolved_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_score", b"aggregate_score", "created_at", b"created_at", "domain", b"domain", "edges", b"edges", "first_event_at", b"first_event_at", "group_id", b"group_id", "impact", b"impact", "last_event_at", b"last_event_at", "links", b"links", "member_count", b"member_count", "members", b"members", "metadata", b"metadata", "pattern", b"pattern", "primary_event_id", b"primary_event_id", "resolved_at", b"resolved_at", "revision", b"revision", "root_cause_candidates", b"root_cause_candidates", "severity", b"severity", "status", b"status", "title", b"title", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_score", b"aggregate_score", "analyzed_revision", b"analyzed_revision", "created_at", b"created_at", "domain", b"domain", "edges", b"edges", "first_event_at", b"first_event_at", "group_id", b"group_id", "impact", b"impact", "impact_summary", b"impact_summary", "last_event_at", b"last_event_at", "links", b"links", "member_count", b"member_count", "members", b"members", "metadata", b"metadata", "pattern", b"pattern", "primary_event_id", b"primary_event_id", "resolved_at", b"resolved_at", "revision", b"revision", "root_cause_candidates", b"root_cause_candidates", "severity", b"severity", "status", b"status", "title", b"title", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1467,6 +1482,7 @@ class GetStatsResponse(_message.Message):
     ANALYZE_LATENCY_P90_FIELD_NUMBER: _builtins.int
     ANALYZE_LATENCY_P99_FIELD_NUMBER: _builtins.int
     CONSUMER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    GROUPS_AWAITING_ANALYSIS_FIELD_NUMBER: _builtins.int
     events_in: _builtins.int
     groups_created: _builtins.int
     active_groups: _builtins.int
@@ -1474,6 +1490,8 @@ class GetStatsResponse(_message.Message):
     """1 - groups / grouped-or-not events."""
     consumer_sequence: _builtins.int
     """Last Ingest sequence the engine committed."""
+    groups_awaiting_analysis: _builtins.int
+    """Groups changed since their last root-cause analysis."""
     @_builtins.property
     def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___StrategyMatches]: ...
     @_builtins.property
@@ -1494,10 +1512,11 @@ class GetStatsResponse(_message.Message):
         analyze_latency_p90: _duration_pb2.Duration | None = ...,
         analyze_latency_p99: _duration_pb2.Duration | None = ...,
         consumer_sequence: _builtins.int = ...,
+        groups_awaiting_analysis: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["analyze_latency_p50", b"analyze_latency_p50", "analyze_latency_p90", b"analyze_latency_p90", "analyze_latency_p99", b"analyze_latency_p99"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_groups", b"active_groups", "analyze_latency_p50", b"analyze_latency_p50", "analyze_latency_p90", b"analyze_latency_p90", "analyze_latency_p99", b"analyze_latency_p99", "consumer_sequence", b"consumer_sequence", "events_in", b"events_in", "groups_created", b"groups_created", "matches", b"matches", "noise_reduction", b"noise_reduction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_groups", b"active_groups", "analyze_latency_p50", b"analyze_latency_p50", "analyze_latency_p90", b"analyze_latency_p90", "analyze_latency_p99", b"analyze_latency_p99", "consumer_sequence", b"consumer_sequence", "events_in", b"events_in", "groups_awaiting_analysis", b"groups_awaiting_analysis", "groups_created", b"groups_created", "matches", b"matches", "noise_reduction", b"noise_reduction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1604,6 +1623,7 @@ class CorrelationConfig(_message.Message):
     ALLOWED_LATENESS_FIELD_NUMBER: _builtins.int
     STRATEGIES_FIELD_NUMBER: _builtins.int
     MULTI_CAMERA_FIELD_NUMBER: _builtins.int
+    DICOM_ALERTS_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     min_correlation_score: _builtins.float
     max_group_size: _builtins.int
@@ -1627,6 +1647,8 @@ class CorrelationConfig(_message.Message):
     def strategies(self) -> _containers.RepeatedCompositeFieldContainer[Global___StrategyConfig]: ...
     @_builtins.property
     def multi_camera(self) -> Global___MultiCameraConfig: ...
+    @_builtins.property
+    def dicom_alerts(self) -> Global___DicomAlertConfig: ...
     def __init__(
         self,
         *,
@@ -1644,14 +1666,64 @@ class CorrelationConfig(_message.Message):
         allowed_lateness: _duration_pb2.Duration | None = ...,
         strategies: _abc.Iterable[Global___StrategyConfig] | None = ...,
         multi_camera: Global___MultiCameraConfig | None = ...,
+        dicom_alerts: Global___DicomAlertConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "multi_camera", b"multi_camera", "stabilize_after", b"stabilize_after", "temporal_window", b"temporal_window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "dicom_alerts", b"dicom_alerts", "multi_camera", b"multi_camera", "stabilize_after", b"stabilize_after", "temporal_window", b"temporal_window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "auto_merge_groups", b"auto_merge_groups", "enabled", b"enabled", "max_group_size", b"max_group_size", "merge_threshold", b"merge_threshold", "min_correlation_score", b"min_correlation_score", "min_events_to_activate", b"min_events_to_activate", "min_score_to_activate", b"min_score_to_activate", "multi_camera", b"multi_camera", "pattern_similarity_threshold", b"pattern_similarity_threshold", "stabilize_after", b"stabilize_after", "strategies", b"strategies", "temporal_window", b"temporal_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "auto_merge_groups", b"auto_merge_groups", "dicom_alerts", b"dicom_alerts", "enabled", b"enabled", "max_group_size", b"max_group_size", "merge_threshold", b"merge_threshold", "min_correlation_score", b"min_correlation_score", "min_events_to_activate", b"min_events_to_activate", "min_score_to_activate", b"min_score_to_activate", "multi_camera", b"multi_camera", "pattern_similarity_threshold", b"pattern_similarity_threshold", "stabilize_after", b"stabilize_after", "strategies", b"strategies", "temporal_window", b"temporal_window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CorrelationConfig: _TypeAlias = CorrelationConfig  # noqa: Y015
+
+@_typing.final
+class DicomAlertConfig(_message.Message):
+    """Alerts on DICOM processing, raised as GROUP_UPDATE_TYPE_ALERT updates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUCK_AFTER_FIELD_NUMBER: _builtins.int
+    COMPLETE_AT_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    ERROR_MIN_COUNT_FIELD_NUMBER: _builtins.int
+    ERROR_WINDOW_FIELD_NUMBER: _builtins.int
+    complete_at: _event_pb2.ProcessingStage.ValueType
+    """The stage at which an instance is done: STORED (also when UNSPECIFIED)
+    or FORWARDED (when Ingest forwards to a PACS).
+    """
+    error_rate_threshold: _builtins.float
+    """Failures of one stage from one calling AE, as a share of that stage's
+    steps from that AE within error_window, at or above which an ALERT is
+    raised on the groups of the failures, once per crossing. 0 turns error
+    rate alerts off.
+    """
+    error_min_count: _builtins.int
+    """Fewer failures than this in the window never alert."""
+    @_builtins.property
+    def stuck_after(self) -> _duration_pb2.Duration:
+        """An association or batch with instances received but not yet complete
+        (see complete_at) and no new step for this long of event time raises one
+        ALERT on its group. 0 turns stuck alerts off.
+        """
+
+    @_builtins.property
+    def error_window(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        stuck_after: _duration_pb2.Duration | None = ...,
+        complete_at: _event_pb2.ProcessingStage.ValueType = ...,
+        error_rate_threshold: _builtins.float = ...,
+        error_min_count: _builtins.int = ...,
+        error_window: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error_window", b"error_window", "stuck_after", b"stuck_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete_at", b"complete_at", "error_min_count", b"error_min_count", "error_rate_threshold", b"error_rate_threshold", "error_window", b"error_window", "stuck_after", b"stuck_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DicomAlertConfig: _TypeAlias = DicomAlertConfig  # noqa: Y015
 
 @_typing.final
 class GetConfigRequest(_message.Message):

@@ -832,7 +832,12 @@ class WatchTopologyRequest(_message.Message):
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     CLUSTERS_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
+    from_now: _builtins.bool
+    """Start after the newest change instead of after_sequence: for a client
+    that only needs to hear of changes from now on (a cache to invalidate).
+    """
     @_builtins.property
     def clusters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -843,10 +848,11 @@ class WatchTopologyRequest(_message.Message):
         after_sequence: _builtins.int = ...,
         clusters: _abc.Iterable[_builtins.str] | None = ...,
         kinds: _abc.Iterable[_builtins.str] | None = ...,
+        from_now: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "clusters", b"clusters", "kinds", b"kinds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "clusters", b"clusters", "from_now", b"from_now", "kinds", b"kinds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

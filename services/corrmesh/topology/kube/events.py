@@ -5,10 +5,14 @@ resource, the reason is the type, count and first/last timestamps are kept
 in the Kubernetes details. The event id is derived from the Event's uid and
 count, so a relist (which delivers every stored Event again) publishes
 nothing twice, while a repeat of the same Event (count + 1) is a new event.
+The correlation id is derived from the uid alone: the repeats of one Event
+are one story, and the id is known here, before the hop to Ingest.
 
-Each event is published in a trace of its own: a root span per event, so
-Ingest accepts it as that trace's child and its journey through the mesh is
-not mixed with whichever other Events happened to arrive at the same time.
+Each event is published in a trace of its own: a root span per event (kept
+across retries), with the correlation id in baggage and on the span, so
+Ingest accepts it as that trace's child, stores that trace context on the
+event, and its journey through the mesh is not mixed with whichever other
+Events happened to arrive at the same time.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from corrmesh.ingest.client import publish
-from corrmesh.runtime.tracing import tracer
+from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, tracer, with_correlation_id
 from corrmesh.topology.kube.mapping import as_dict, as_str, parse_timestamp
-from corrmesh.v1 import event_pb2
+from corrmesh.v1 import event_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +92,11 @@ def to_event(cluster: str, obj: dict[str, Any]) -> event_pb2.Event | None:
         uid=as_str(involved.get("uid")),
         api_version=as_str(involved.get("apiVersion")),
     )
-    identity = "/".join(
-        (cluster, as_str(metadata.get("uid")) or as_str(metadata.get("name")), str(details.count))
-    )
+    story = "/".join((cluster, as_str(metadata.get("uid")) or as_str(metadata.get("name"))))
     title = f"{reason}: {message}" if reason and message else reason or message or "Event"
     return event_pb2.Event(
-        event_id=str(uuid.uuid5(_NAMESPACE, identity)),
+        event_id=str(uuid.uuid5(_NAMESPACE, f"{story}/{details.count}")),
+        correlation_id=str(uuid.uuid5(_NAMESPACE, f"correlation/{story}")),
         domain=event_pb2.DOMAIN_KUBERNETES,
         source=f"kubernetes/{cluster}",
         resource=resource,
@@ -168,30 +171,45 @@ class EventPublisher:
                     self._idle.set()
 
     async def _publish_one(self, event: event_pb2.Event) -> None:
+        # A root span: the event's own trace, not the trace of whatever ran before.
+        # One for every attempt: an attempt that timed out may still have been
+        # stored, and Ingest then keeps that attempt's trace context.
+        root = with_correlation_id(event.correlation_id, otel_context.Context())
+        token = otel_context.attach(root)
+        try:
+            with self._tracer.start_as_current_span(
+                "topology.kubernetes_event", kind=trace.SpanKind.PRODUCER
+            ) as span:
+                span.set_attribute(CORRELATION_ATTRIBUTE, event.correlation_id)
+                span.set_attribute("corrmesh.event_id", event.event_id)
+                span.set_attribute("k8s.event.reason", event.type)
+                response = await self._publish_with_retries(event, span)
+        finally:
+            otel_context.detach(token)
+        if response is None:
+            return
+        if response.rejected_count:
+            self.rejected += 1
+            log.warning("event rejected by Ingest", extra={"event_id": event.event_id})
+        else:
+            self.published += 1
+
+    async def _publish_with_retries(
+        self, event: event_pb2.Event, span: trace.Span
+    ) -> ingest_pb2.PublishResponse | None:
+        """Ingest's answer, or None when it refused the call for good."""
         delay = RETRY_INITIAL_SECONDS
+        attempts = 0
         while True:
-            # A root span: the event's own trace, not the trace of whatever ran before.
-            token = otel_context.attach(otel_context.Context())
+            attempts += 1
+            span.set_attribute("corrmesh.publish_attempts", attempts)
             try:
-                with self._tracer.start_as_current_span(
-                    "topology.kubernetes_event", kind=trace.SpanKind.PRODUCER
-                ) as span:
-                    span.set_attribute("corrmesh.event_id", event.event_id)
-                    span.set_attribute("k8s.event.reason", event.type)
-                    response = await publish(self.channel, [event], PUBLISH_TIMEOUT_SECONDS)
+                return await publish(self.channel, [event], PUBLISH_TIMEOUT_SECONDS)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in _RETRIABLE:
                     self.rejected += 1
+                    span.set_status(trace.StatusCode.ERROR, exc.code().name)
                     log.warning("event not published", extra={"code": exc.code().name})
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                continue
-            finally:
-                otel_context.detach(token)
-            if response.rejected_count:
-                self.rejected += 1
-                log.warning("event rejected by Ingest", extra={"event_id": event.event_id})
-            else:
-                self.published += 1
-            return
+                    return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
