@@ -2,6 +2,7 @@
 
 Every association sets TCP_NODELAY on its socket: pynetdicom never does, and
 with Nagle on each request/response round trip stalls ~40 ms on delayed ACKs.
+A C-FIND may run on an association kept from an earlier one (``pool``).
 Callers run these functions in a worker thread.
 """
 
@@ -13,7 +14,8 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from pydicom import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
@@ -22,6 +24,9 @@ from pynetdicom.events import Event
 
 from corrmesh.spanner.datasets import decoded
 from corrmesh.v1 import spanner_pb2 as pb
+
+if TYPE_CHECKING:
+    from corrmesh.spanner.pool import AssociationPool
 
 PENDING = (0xFF00, 0xFF01)
 CANCEL = 0xFE00
@@ -63,6 +68,12 @@ class Remote:
     def of(cls, node: pb.DicomNode) -> Remote:
         return cls(node.ae_title, node.host, node.port, node.tls if node.tls.enabled else None)
 
+    @property
+    def key(self) -> tuple[str, str, int, bytes]:
+        """Identifies the remote and how it is reached (TLS settings are not hashable)."""
+        tls = self.tls.SerializeToString(deterministic=True) if self.tls is not None else b""
+        return self.ae_title, self.host, self.port, tls
+
 
 def _tls_args(remote: Remote) -> tuple[ssl.SSLContext, str] | None:
     if remote.tls is None:
@@ -101,6 +112,15 @@ def _end(assoc: Association) -> None:
 _RELEASES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dimse-release")
 
 
+def release_later(assoc: Association) -> None:
+    """Releases ``assoc`` (when still established) on a release thread."""
+    _RELEASES.submit(_end, assoc)
+
+
+class _DroppedError(SourceError):
+    """The association ended before the first response to a C-FIND."""
+
+
 def find(
     remote: Remote,
     calling_ae: str,
@@ -108,39 +128,78 @@ def find(
     identifier: Dataset,
     timeout: float,
     cancelled: threading.Event,
+    pool: AssociationPool | None = None,
 ) -> list[Dataset]:
-    """Every match of a C-FIND, decoded with its own character set."""
+    """Every match of a C-FIND, decoded with its own character set.
+
+    With ``pool``, the C-FIND runs on an idle association from it when there is
+    one, and the association goes back to it after a complete answer. An idle
+    association the source has dropped meanwhile (its own idle timeout, a
+    restart) ends before the first response; that is no failure of the source,
+    so the C-FIND is asked again, once, on a new association."""
+    key = (remote.key, calling_ae, model_uid)
+    done = release_later if pool is None else partial(pool.give_back, key)
+    kept = pool.take(key) if pool is not None else None
+    if kept is not None:
+        kept.acse_timeout = kept.dimse_timeout = timeout
+        try:
+            return _find_on(kept, remote, model_uid, identifier, cancelled, done)
+        except _DroppedError:
+            if cancelled.is_set():
+                raise Cancelled() from None
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(model_uid)
-    assoc = associate(ae, remote, timeout)
+    return _find_on(associate(ae, remote, timeout), remote, model_uid, identifier, cancelled, done)
+
+
+def _find_on(
+    assoc: Association,
+    remote: Remote,
+    model_uid: str,
+    identifier: Dataset,
+    cancelled: threading.Event,
+    done: Callable[[Association], None],
+) -> list[Dataset]:
+    """The C-FIND on ``assoc``; ``done`` gets the association after a complete
+    answer, anything else ends it here."""
     matches: list[Dataset] = []
-    complete = False
+    answered = complete = False
     try:
-        for status, match in assoc.send_c_find(identifier, model_uid):
-            if cancelled.is_set():
-                assoc.abort()
-                raise Cancelled()
-            code = _status_of(status, remote, "C-FIND")
-            if code in PENDING:
-                if match is not None:
-                    matches.append(decoded(match))
-            elif code == 0x0000:
-                complete = True
-                return matches
-            else:
-                raise SourceError(f"C-FIND failed at {remote.ae_title}: 0x{code:04X}", code)
+        try:
+            for status, match in assoc.send_c_find(identifier, model_uid):
+                if cancelled.is_set():
+                    assoc.abort()
+                    raise Cancelled()
+                if not answered and "Status" not in status:
+                    raise _DroppedError(_no_status(remote, "C-FIND"))
+                answered = True
+                code = _status_of(status, remote, "C-FIND")
+                if code in PENDING:
+                    if match is not None:
+                        matches.append(decoded(match))
+                elif code == 0x0000:
+                    complete = True
+                    return matches
+                else:
+                    raise SourceError(f"C-FIND failed at {remote.ae_title}: 0x{code:04X}", code)
+        except RuntimeError as exc:  # pynetdicom: the association is no longer established
+            raise _DroppedError(_no_status(remote, "C-FIND")) from exc
         raise SourceError(f"C-FIND at {remote.ae_title} ended without a final status")
     finally:
         if complete:
-            _RELEASES.submit(_end, assoc)
+            done(assoc)
         else:
             _end(assoc)
+
+
+def _no_status(remote: Remote, service: str) -> str:
+    return f"{service} at {remote.ae_title}: aborted or timed out without a status"
 
 
 def _status_of(status: Dataset, remote: Remote, service: str) -> int:
     # An abort or timeout leaves an empty status: the source failed, whatever came before.
     if "Status" not in status:
-        raise SourceError(f"{service} at {remote.ae_title}: aborted or timed out without a status")
+        raise SourceError(_no_status(remote, service))
     return int(status.Status)
 
 

@@ -35,6 +35,7 @@ from corrmesh.spanner.datasets import (
 )
 from corrmesh.spanner.dedup import Deduplicator, Folded
 from corrmesh.spanner.health import HealthTracker, TtlCache, seconds_to_duration
+from corrmesh.spanner.pool import AssociationPool
 from corrmesh.spanner.store import SpannerStore
 from corrmesh.v1 import spanner_pb2 as pb
 
@@ -103,6 +104,9 @@ class SpannerEngine:
         self.health = health or HealthTracker()
         self.cache = TtlCache()
         self.threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="spanner-dimse")
+        # C-FINDs reuse established associations: setting one up and releasing it
+        # would cost more than the C-FIND itself.
+        self.associations = AssociationPool(dimse.release_later)
         self.http = httpx.AsyncClient()
         self._audits: set[asyncio.Task[None]] = set()
         self._resolved = TtlCache()
@@ -110,6 +114,7 @@ class SpannerEngine:
     async def close(self) -> None:
         await self.flush_audits()
         await self.http.aclose()
+        self.associations.close()
         self.threads.shutdown(wait=False, cancel_futures=True)
 
     async def resolve(self, config_id: str) -> tuple[pb.SpannerConfig, list[Source]]:
@@ -310,7 +315,7 @@ class SpannerEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.threads, dimse.find, dimse.Remote.of(source.node), self.calling_ae,
-            model_uid(spec.model, "find"), identifier, timeout, cancelled,
+            model_uid(spec.model, "find"), identifier, timeout, cancelled, self.associations,
         )  # fmt: skip
 
     def _record(self, source: Source, status: pb.SourceStatus) -> None:

@@ -97,27 +97,29 @@ class SpanningScp:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def _spec(self, event: Event, operation: int) -> QuerySpec | None:
-        identifier: Dataset = event.identifier
-        level = level_of(identifier)
-        model = MODELS_BY_UID.get(str(event.request.AffectedSOPClassUID), 0)
-        if not level or not model:
+        """The request as a query on the configuration it is served from; None
+        when its level or model is unusable or no configuration serves it."""
+        spec = _parsed(event, operation)
+        if spec is None or not self._call(self._configure(spec, _called(event))):
             return None
-        called = str(event.assoc.acceptor.ae_title).strip()
-        config_id = self._call(self.engine.scp_config(called))
-        if not config_id:
-            return None
-        calling = str(event.assoc.requestor.ae_title).strip()
-        identifier.decode()
-        return QuerySpec(config_id, level, model, identifier, 0, calling, operation)
+        return spec
+
+    async def _configure(self, spec: QuerySpec, called_ae: str) -> bool:
+        spec.config_id = await self.engine.scp_config(called_ae)
+        return bool(spec.config_id)
 
     def _find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
-        spec = self._spec(event, pb.SPANNING_OPERATION_C_FIND)
+        spec = _parsed(event, pb.SPANNING_OPERATION_C_FIND)
         if spec is None:
             yield FAILED_IDENTIFIER, None
             return
         matches: queue.Queue[Any] = queue.Queue()
         assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._collect(spec, matches), self._loop)
+        # The configuration is looked up by the query's own coroutine: one trip to
+        # the event loop instead of two before the sources are asked.
+        future = asyncio.run_coroutine_threadsafe(
+            self._collect(spec, _called(event), matches), self._loop
+        )
         while True:
             try:
                 # A C-CANCEL must not wait for the slowest source: look between waits.
@@ -140,8 +142,11 @@ class SpanningScp:
             yield 0xFF00, item
         yield 0x0000, None
 
-    async def _collect(self, spec: QuerySpec, out: queue.Queue[Any]) -> None:
+    async def _collect(self, spec: QuerySpec, called_ae: str, out: queue.Queue[Any]) -> None:
         try:
+            if not await self._configure(spec, called_ae):
+                out.put(FAILED_IDENTIFIER)
+                return
             async for item in self.engine.query(spec):
                 if isinstance(item, pb.QuerySummary):
                     if item.outcome == pb.OPERATION_OUTCOME_FAILED:
@@ -163,11 +168,14 @@ class SpanningScp:
         instances = self._call(self.retriever.fetch_all(spec)) if spec is not None else []
         pairs = {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in instances}
         contexts = [build_context(sop, syntax) for sop, syntax in sorted(pairs)]
-        # The sub-association proposes exactly what will be stored on it.
+        # The sub-association proposes exactly what will be stored on it, Nagle off.
         yield (
             destination.host,
             destination.port,
-            {"contexts": contexts or [build_context(Verification)]},
+            {
+                "contexts": contexts or [build_context(Verification)],
+                "evt_handlers": NODELAY_HANDLERS,
+            },
         )
         yield from self._send(event, spec, instances)
 
@@ -189,3 +197,20 @@ class SpanningScp:
                 yield CANCELLED, None
                 return
             yield 0xFF00, dataset
+
+
+def _called(event: Event) -> str:
+    return str(event.assoc.acceptor.ae_title).strip()
+
+
+def _parsed(event: Event, operation: int) -> QuerySpec | None:
+    """The request as a QuerySpec (configuration not yet chosen); None when its
+    level or information model is unusable."""
+    identifier: Dataset = event.identifier
+    level = level_of(identifier)
+    model = MODELS_BY_UID.get(str(event.request.AffectedSOPClassUID), 0)
+    if not level or not model:
+        return None
+    calling = str(event.assoc.requestor.ae_title).strip()
+    identifier.decode()
+    return QuerySpec("", level, model, identifier, 0, calling, operation)
