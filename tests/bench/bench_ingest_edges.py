@@ -2,10 +2,10 @@
 
 DICOM: ``storescu`` processes (dcmtk, ``TCP_NODELAY=1``), several associations
 at once, send the same generated instances to a bare pynetdicom SCP that
-only answers success, then to Ingest's SCP, where each instance is decoded,
-written to the folder (fsync) and recorded as RECEIVED and STORED events
-durable in the log before the response. Rate: instances per second from
-the first storescu start to the last exit.
+only answers success, then to Ingest's SCP, where each instance's identifiers
+are read, the instance is written to the folder (fsync) and recorded as
+RECEIVED and STORED events durable in the log before the response. Rate:
+instances per second from the first storescu start to the last exit.
 
 Webhook: the same Alertmanager v4 notifications posted with a fixed number
 in flight to a bare uvicorn/Starlette receiver, then to Ingest's webhook,

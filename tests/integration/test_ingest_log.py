@@ -7,6 +7,7 @@ import asyncio
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
 
 from corrmesh.ingest import client
 from corrmesh.ingest import log as event_log
@@ -116,3 +117,26 @@ async def test_client_helpers_publish_and_subscribe(database_url: str) -> None:
             await channel.close()
     assert [e.sequence for e in events_of(received)] == [2]
     assert received[-1].through_sequence == 2
+
+
+async def test_appends_survive_the_loss_of_the_writers_connection(postgres_url: str) -> None:
+    # The log holds one connection for its appends; when the database drops it
+    # (a restart, an administrator), the next append reconnects instead of failing.
+    log = EventLog(create_db_engine(postgres_url))
+    await log.open()
+    try:
+        first = await log.append([[make_event(0, event_id="before")]])
+        assert log._writer is not None
+        writer_pid = log._writer.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        log._writer.rollback()  # end the read transaction the query opened
+        killer = create_db_engine(postgres_url)
+        with killer.connect() as admin:
+            assert admin.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": writer_pid})
+        killer.dispose()
+
+        after = await log.append([[make_event(1, event_id="after")]])
+        assert [r.sequence for r in after[0]] == [first[0][0].sequence + 1]
+        stored = await asyncio.to_thread(log.read_after, 0, 10)
+        assert [e.event_id for e in stored.items] == ["before", "after"]
+    finally:
+        log.close()

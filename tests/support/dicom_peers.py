@@ -72,6 +72,17 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
+def wait_for_port_closed(port: int, timeout: float = 10.0) -> None:
+    """Waits until nothing accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"port {port} still accepts connections after {timeout} s")
+
+
 @dataclass
 class Process:
     """One peer process in its own process group, restartable."""
@@ -105,6 +116,10 @@ class Process:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         self.process = None
+        # A dcmqrscp child still ending holds the inherited listening socket: a
+        # restart would otherwise see the port open before its own bind.
+        for port in self.ports:
+            wait_for_port_closed(port)
 
     @property
     def running(self) -> bool:

@@ -20,6 +20,7 @@ is stored once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -95,17 +96,29 @@ def _string(value: Any, field: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_time(text: str) -> tuple[int, int]:
+    """(seconds, nanos) of an RFC 3339 time; raises ValueError.
+
+    Cached: the alerts of one notification mostly share their times, and
+    Alertmanager sends the same alerts again and again; parsing is the
+    costliest step of turning an alert into an event.
+    """
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromJsonString(text)
+    return stamp.seconds, stamp.nanos
+
+
 def _time(value: Any, field: str) -> timestamp_pb2.Timestamp | None:
     """An RFC 3339 time, or None for absent/zero ("0001-01-01T00:00:00Z")."""
     text = _string(value, field)
     if not text or text.startswith(_ZERO_TIME_PREFIX):
         return None
-    stamp = timestamp_pb2.Timestamp()
     try:
-        stamp.FromJsonString(text)
+        seconds, nanos = _parse_time(text)
     except ValueError:
         raise PayloadError(field, "must be an RFC 3339 time") from None
-    return stamp
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
 def _clip(text: str) -> str:

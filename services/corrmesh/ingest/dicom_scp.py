@@ -19,6 +19,7 @@ import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ from corrmesh.ingest.dicom_steps import (
     MalformedInstanceError,
     Step,
     UndecodableInstanceError,
+    read_encoded_identifiers,
     read_identifiers,
     step_event,
 )
@@ -51,6 +53,7 @@ from corrmesh.ingest.storage import (
     ForwardJob,
     ForwardTarget,
     describe_os_error,
+    part10_header,
     set_nodelay,
 )
 from corrmesh.runtime.settings import Settings
@@ -347,8 +350,16 @@ class DicomScp:
     ) -> tuple[int, Identifiers, list[Step], Path | None]:
         """(status, identifiers, steps, stored path) of one C-STORE request."""
         received = Step(event_pb2.PROCESSING_STAGE_RECEIVED)
+        request = cast(C_STORE, event.request)
+        stream = cast(BytesIO, request.DataSet)
+        syntax = event.context.transfer_syntax
         try:
-            ids = read_identifiers(event.dataset)
+            if syntax.is_deflated:
+                ids = read_identifiers(event.dataset)
+            else:
+                ids = read_encoded_identifiers(
+                    stream, syntax.is_implicit_VR, syntax.is_little_endian
+                )
         except UndecodableInstanceError as exc:
             return STATUS_CANNOT_DECODE, self._request_ids(event), [received.done(str(exc))], None
         except MalformedInstanceError as exc:
@@ -363,8 +374,16 @@ class DicomScp:
             return STATUS_CANNOT_DECODE, self._request_ids(event), [received.done(error)], None
         received.done()
         stored = Step(event_pb2.PROCESSING_STAGE_STORED)
+        # The data set is written as it arrived, behind the file meta
+        # information; nothing is decoded and encoded again.
+        header = part10_header(
+            str(request.AffectedSOPClassUID or ids.sop_class_uid),
+            str(request.AffectedSOPInstanceUID or ids.sop_instance_uid),
+            str(syntax),
+        )
         try:
-            path = self._store.write(ids, event.encoded_dataset())
+            with stream.getbuffer() as body:
+                path = self._store.write(ids, (header, body))
         except OSError as exc:
             stored.done(describe_os_error(exc))
             return STATUS_OUT_OF_RESOURCES, ids, [received, stored], None

@@ -23,9 +23,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from io import BytesIO
 
 from pydicom import Dataset
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.filereader import read_dataset
+from pydicom.tag import Tag
+from pydicom.values import convert_text
 
 from corrmesh.v1 import event_pb2
 
@@ -45,6 +51,12 @@ IDENTIFIER_KEYWORDS = (
 )
 #: Type 1 in every composite IOD: an instance without them cannot be filed.
 REQUIRED_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+#: The highest tag among IDENTIFIER_KEYWORDS (Series Instance UID): reading stops after it.
+_LAST_IDENTIFIER_TAG = 0x0020000E
+_TAGS = {keyword: Tag(keyword) for keyword in IDENTIFIER_KEYWORDS}
+#: Identifiers in the data set's character set (LO, SH); the others are UI and CS (ASCII).
+_CHARSET_KEYWORDS = frozenset({"PatientID", "AccessionNumber"})
+_SPECIFIC_CHARACTER_SET = 0x00080005
 
 
 class MalformedInstanceError(ValueError):
@@ -99,10 +111,14 @@ def read_identifiers(dataset: Dataset) -> Identifiers:
     pydicom decodes lazily, so a broken element only fails when touched:
     only the identifier elements are touched here.
     """
+    return _identifiers(lambda keyword: _text(dataset.get(keyword)))
+
+
+def _identifiers(value_of: Callable[[str], str]) -> Identifiers:
     values: dict[str, str] = {}
     for keyword in IDENTIFIER_KEYWORDS:
         try:
-            values[keyword] = _text(dataset.get(keyword))
+            values[keyword] = value_of(keyword)
         except Exception as exc:  # any decoding error of a malformed element
             raise UndecodableInstanceError(
                 f"{keyword} cannot be decoded ({type(exc).__name__})"
@@ -119,6 +135,59 @@ def read_identifiers(dataset: Dataset) -> Identifiers:
         sop_class_uid=values["SOPClassUID"],
         modality=values["Modality"],
     )
+
+
+def _past_identifiers(tag: int, _vr: str | None, _length: int) -> bool:
+    return tag > _LAST_IDENTIFIER_TAG
+
+
+def read_encoded_identifiers(
+    stream: BytesIO, is_implicit_vr: bool, is_little_endian: bool
+) -> Identifiers:
+    """:func:`read_identifiers` of an encoded (not deflated) data set.
+
+    Parses elements only up to the last identifier, so pixel data and
+    everything else after it are never looked at, however large the instance.
+    The stream's position is left where it was.
+    """
+    position = stream.tell()
+    stream.seek(0)
+    try:
+        dataset = read_dataset(
+            stream, is_implicit_vr, is_little_endian, stop_when=_past_identifiers
+        )
+        encodings = _encodings(dataset)
+    except Exception as exc:  # any decoding error of a malformed stream
+        raise UndecodableInstanceError(
+            f"data set cannot be decoded ({type(exc).__name__})"
+        ) from exc
+    finally:
+        stream.seek(position)
+    # The elements are still raw: decoding just their values with pydicom's
+    # converters skips the Dataset machinery, the SCP's largest cost per instance.
+    return _identifiers(lambda keyword: _raw_text(dataset, keyword, encodings))
+
+
+def _encodings(dataset: Dataset) -> list[str]:
+    """The Python codecs of the data set's Specific Character Set (raw element)."""
+    element = dataset.get_item(_SPECIFIC_CHARACTER_SET)
+    value = element.value if element is not None else None
+    if not value:
+        return [default_encoding]
+    text = value.decode(default_encoding) if isinstance(value, bytes) else str(value)
+    return convert_encodings([name.strip() for name in text.split("\\")])
+
+
+def _raw_text(dataset: Dataset, keyword: str, encodings: list[str]) -> str:
+    element = dataset.get_item(_TAGS[keyword])
+    if element is None:
+        return ""
+    value = element.value
+    if not isinstance(value, bytes):  # decoded already
+        return _text(value)
+    if keyword in _CHARSET_KEYWORDS:
+        return _text(convert_text(value, encodings))
+    return _text(value.decode(default_encoding))
 
 
 @dataclass(slots=True)

@@ -4,17 +4,15 @@ Adapters (the C-STORE SCP, the forwarder, the Alertmanager webhook) hand
 their events to :class:`EdgePublisher`, which validates them, assigns ids,
 stamps the trace context and awaits the group commit: when it returns, the
 accepted events are durable. The SCP runs in pynetdicom's threads, so it
-uses :meth:`EdgePublisher.publish_from_thread`, which runs the same
-coroutine on the server's event loop and blocks until the commit.
+uses :meth:`EdgePublisher.publish_from_thread`, which validates in the
+calling thread and commits there too when no other commit is under way
+(otherwise it waits for the group commit that takes its events along),
+without a detour through the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-
-from opentelemetry import context as otel_context
-from opentelemetry.context import Context
 
 from corrmesh.ingest.publish import Outcome, Publisher
 from corrmesh.runtime.errors import field_violation_names
@@ -45,21 +43,13 @@ def rejected_fields(outcome: Outcome) -> list[str]:
 class EdgePublisher:
     """Validates and commits events for the edge adapters of one Ingest server."""
 
-    def __init__(self, publisher: Publisher, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, publisher: Publisher) -> None:
         self._publisher = publisher
-        self._loop = loop
 
     async def publish(self, events: Sequence[event_pb2.Event]) -> Outcome:
         """Publishes ``events`` in the current (span) context; returns once they are durable."""
         prepared = await self._publisher.prepare(events)
         return await self._publisher.finish(prepared)
-
-    async def _publish_in(self, events: Sequence[event_pb2.Event], ctx: Context) -> Outcome:
-        token = otel_context.attach(ctx)
-        try:
-            return await self.publish(events)
-        finally:
-            otel_context.detach(token)
 
     def publish_from_thread(
         self, events: Sequence[event_pb2.Event], timeout: float = COMMIT_TIMEOUT_SECONDS
@@ -69,10 +59,7 @@ class EdgePublisher:
         Raises RejectedEventsError when validation refused any of them, or what the
         commit raised.
         """
-        future = asyncio.run_coroutine_threadsafe(
-            self._publish_in(events, otel_context.get_current()), self._loop
-        )
-        outcome = future.result(timeout)
+        outcome = self._publisher.publish_blocking(events, timeout)
         if outcome.rejected_count:
             raise RejectedEventsError(rejected_fields(outcome))
         return outcome

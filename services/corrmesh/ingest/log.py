@@ -4,22 +4,27 @@ Appends assign sequences explicitly: inside one transaction, under the writer
 lock, the next sequence is the current maximum plus one. The lock is held
 until the commit, so sequences are strictly increasing, gap-free, and become
 visible in order (a reader that sees sequence n also sees everything below n).
-In one process an asyncio lock serialises appends; on PostgreSQL a
+In one process a thread lock serialises appends; on PostgreSQL a
 transaction-scoped advisory lock does the same across Ingest replicas.
 
-Blocking database work runs in worker threads; the ``async`` methods are what
-the server calls.
+The group-commit writer appends from its own thread (:meth:`EventLog.append_blocking`);
+other blocking database work runs in worker threads behind the ``async``
+methods.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import contextlib
+import threading
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, text
+from google.protobuf import timestamp_pb2
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from corrmesh.ingest.models import Base, EventRecord
 from corrmesh.runtime.db import is_postgresql, migrate
@@ -40,6 +45,13 @@ SCAN_WINDOW = 50_000
 
 _table = Base.metadata.tables[EventRecord.__tablename__]
 _c = EventRecord
+# Built once: constructing a statement costs more than running it from the
+# compiled cache, and the writer runs these once per commit.
+_HEAD_QUERY = select(func.coalesce(func.max(_c.sequence), 0))
+_INSERT = insert(_table)
+_KNOWN_QUERY = select(_c.event_id, _c.sequence, _c.correlation_id).where(
+    _c.event_id.in_(bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +104,10 @@ class EventLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._postgresql = is_postgresql(engine)
-        self._write_lock = asyncio.Lock()
+        self._write_lock = threading.Lock()
+        #: The appender's own connection, held between appends: a pool checkout
+        #: and its reset on return cost more than a small append itself.
+        self._writer: Connection | None = None
         #: Newest sequence this process knows to be committed.
         self.head = 0
 
@@ -102,34 +117,72 @@ class EventLog:
         self.head = await asyncio.to_thread(self.read_head)
 
     def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
 
     # -- writing ---------------------------------------------------------
 
-    async def append(self, batches: Sequence[Sequence[event_pb2.Event]]) -> list[list[Appended]]:
+    async def append(
+        self, batches: Sequence[Sequence[event_pb2.Event]], new_ids: Set[str] = frozenset()
+    ) -> list[list[Appended]]:
+        """:meth:`append_blocking` in a worker thread."""
+        return await asyncio.to_thread(self.append_blocking, batches, new_ids)
+
+    def append_blocking(
+        self, batches: Sequence[Sequence[event_pb2.Event]], new_ids: Set[str] = frozenset()
+    ) -> list[list[Appended]]:
         """Appends every event of ``batches`` in one transaction; one result list per batch.
 
         Events whose event_id is already in the log (or earlier in this call)
-        are not stored again: their result is the first occurrence's. Stored
-        events get ``sequence`` and ``ingested_at`` set in place before they are
-        serialized. Returns after the commit.
+        are not stored again: their result is the first occurrence's. Ids in
+        ``new_ids`` were just assigned by this server and are not looked up.
+        Stored events get ``sequence`` and ``ingested_at`` set in place before
+        they are serialized. Returns after the commit.
         """
-        async with self._write_lock:
-            results, head = await asyncio.to_thread(self._append_sync, batches)
-        self.head = max(self.head, head)
+        with self._write_lock:
+            try:
+                results, head = self._append_locked(self._writer_connection(), batches, new_ids)
+            except DBAPIError as exc:
+                self._drop_writer()
+                if not exc.connection_invalidated:
+                    raise
+                # The held connection died (a database restart): the transaction
+                # rolled back, so one retry on a new connection is safe.
+                results, head = self._append_locked(self._writer_connection(), batches, new_ids)
+            self.head = max(self.head, head)
         return results
 
-    def _append_sync(
-        self, batches: Sequence[Sequence[event_pb2.Event]]
+    def _writer_connection(self) -> Connection:
+        if self._writer is None:
+            self._writer = self.engine.connect()
+        return self._writer
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    def _append_locked(
+        self,
+        connection: Connection,
+        batches: Sequence[Sequence[event_pb2.Event]],
+        new_ids: Set[str],
     ) -> tuple[list[list[Appended]], int]:
-        with self.engine.begin() as connection:
+        with connection.begin():
             if self._postgresql:
                 connection.execute(_ADVISORY_LOCK)
-            head = connection.scalar(select(func.coalesce(func.max(_c.sequence), 0))) or 0
+            head = connection.scalar(_HEAD_QUERY) or 0
             # Read the clock under the lock, so ingested_at follows log order.
             ingested_at = datetime.now(UTC)
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(ingested_at)  # once: converting costs more than copying
             known = self._existing(
-                connection, list({e.event_id for batch in batches for e in batch})
+                connection,
+                list({e.event_id for batch in batches for e in batch if e.event_id not in new_ids}),
             )
             rows: list[dict[str, object]] = []
             results: list[list[Appended]] = []
@@ -142,23 +195,21 @@ class EventLog:
                         continue
                     head += 1
                     event.sequence = head
-                    event.ingested_at.FromDatetime(ingested_at)
+                    event.ingested_at.CopyFrom(stamp)
                     rows.append(_row(event, head, ingested_at))
                     known[event.event_id] = (head, event.correlation_id)
                     out.append(Appended(head, event.event_id, event.correlation_id, False))
                 results.append(out)
             if rows:
-                connection.execute(insert(_table), rows)
+                connection.execute(_INSERT, rows)
         return results, head
 
     @staticmethod
     def _existing(connection: Connection, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
         found: dict[str, tuple[int, str]] = {}
         for chunk in _chunks(event_ids, _LOOKUP_CHUNK):
-            query = select(_c.event_id, _c.sequence, _c.correlation_id).where(
-                _c.event_id.in_(chunk)
-            )
-            for event_id, sequence, correlation_id in connection.execute(query):
+            rows = connection.execute(_KNOWN_QUERY, {"ids": list(chunk)})
+            for event_id, sequence, correlation_id in rows:
                 found[event_id] = (sequence, correlation_id)
         return found
 
@@ -172,7 +223,7 @@ class EventLog:
     def read_head(self) -> int:
         """The newest committed sequence (0 for an empty log)."""
         with self.engine.connect() as connection:
-            return int(connection.scalar(select(func.coalesce(func.max(_c.sequence), 0))) or 0)
+            return int(connection.scalar(_HEAD_QUERY) or 0)
 
     def read_after(
         self, after: int, limit: int, conditions: Sequence[ColumnElement[bool]] = ()
@@ -183,7 +234,7 @@ class EventLog:
         match of a full batch, otherwise the end of the examined range.
         """
         with self.engine.connect() as connection:
-            head = int(connection.scalar(select(func.coalesce(func.max(_c.sequence), 0))) or 0)
+            head = int(connection.scalar(_HEAD_QUERY) or 0)
             # Everything up to the head we just read is committed (sequences
             # become visible in order), so bounding by it makes the read exact.
             end = min(head, after + SCAN_WINDOW)

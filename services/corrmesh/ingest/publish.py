@@ -1,17 +1,18 @@
 """Accepting a batch of events: validate, assign ids, stamp trace context, commit.
 
-Shared by Publish and PublishStream (and later by the edge adapters). The
-work is split in two so a stream can pipeline: :meth:`Publisher.prepare`
-validates and hands the accepted events to the writer without waiting for
-the commit, and :meth:`Publisher.finish` awaits the commit and builds the
-per-event results.
+Shared by Publish and PublishStream and by the edge adapters. The work is
+split in two so a stream can pipeline: :meth:`Publisher.prepare` validates
+and hands the accepted events to the writer without waiting for the commit,
+and :meth:`Publisher.finish` awaits the commit and builds the per-event
+results. Edge threads use :meth:`Publisher.publish_blocking`, the same steps
+without the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
@@ -47,6 +48,17 @@ class Prepared:
 
 
 @dataclass
+class _Checked:
+    """What validation made of one batch."""
+
+    results: list[ingest_pb2.PublishResult]
+    accepted: list[int]
+    to_commit: list[event_pb2.Event]
+    #: Ids assigned here (fresh UUIDs), which cannot be duplicates in the log.
+    new_ids: Set[str]
+
+
+@dataclass
 class Outcome:
     """The answer for one batch, as Publish and PublishStream return it."""
 
@@ -58,13 +70,12 @@ class Outcome:
     correlation_ids: set[str]
 
 
-def _check(
-    events: Sequence[event_pb2.Event],
-) -> tuple[list[ingest_pb2.PublishResult], list[int], list[event_pb2.Event]]:
-    """Validates and completes each event: (results, accepted indexes, events to commit)."""
+def _check(events: Sequence[event_pb2.Event]) -> _Checked:
+    """Validates and completes each event."""
     results: list[ingest_pb2.PublishResult] = []
     accepted: list[int] = []
     to_commit: list[event_pb2.Event] = []
+    new_ids: set[str] = set()
     # Events of one batch often share a correlation id: inject once per id.
     contexts: dict[str, event_pb2.TraceContext] = {}
     for index, event in enumerate(events):
@@ -81,6 +92,7 @@ def _check(
             continue
         if not event.event_id:
             event.event_id = str(uuid.uuid4())
+            new_ids.add(event.event_id)
         if not event.correlation_id:
             event.correlation_id = str(uuid.uuid4())
         event.sequence = 0
@@ -93,7 +105,7 @@ def _check(
         results.append(ingest_pb2.PublishResult(index=index))
         accepted.append(index)
         to_commit.append(event)
-    return results, accepted, to_commit
+    return _Checked(results, accepted, to_commit, new_ids)
 
 
 class Publisher:
@@ -123,8 +135,8 @@ class Publisher:
             checked = await asyncio.to_thread(_check, events)
         else:
             checked = _check(events)
-        results, accepted, to_commit = checked
-        return Prepared(results, accepted, self._writer.submit(to_commit))
+        commit = self._writer.submit(checked.to_commit, checked.new_ids)
+        return Prepared(checked.results, checked.accepted, commit)
 
     async def finish(self, prepared: Prepared) -> Outcome:
         """Awaits the commit of ``prepared`` and fills in its results.
@@ -132,11 +144,29 @@ class Publisher:
         Raises what the commit raised (the events may or may not be stored;
         republishing them is safe).
         """
-        appended = await prepared.commit
+        return self._outcome(prepared.results, prepared.accepted, await prepared.commit)
+
+    def publish_blocking(self, events: Sequence[event_pb2.Event], timeout: float) -> Outcome:
+        """From a thread other than the event loop's: prepare and finish in one, blocking.
+
+        Validation runs in the calling thread, in its (span) context; the
+        commit is the writer thread's, shared with every other caller.
+        Raises what the commit raised, or TimeoutError after ``timeout`` seconds.
+        """
+        checked = _check(events)
+        commit = self._writer.submit_blocking(checked.to_commit, checked.new_ids)
+        return self._outcome(checked.results, checked.accepted, commit.result(timeout))
+
+    def _outcome(
+        self,
+        results: list[ingest_pb2.PublishResult],
+        accepted_indexes: list[int],
+        appended: list[Appended],
+    ) -> Outcome:
         stored = 0
         correlation_ids: set[str] = set()
-        for index, entry in zip(prepared.accepted, appended, strict=True):
-            result = prepared.results[index]
+        for index, entry in zip(accepted_indexes, appended, strict=True):
+            result = results[index]
             result.event_id = entry.event_id
             result.correlation_id = entry.correlation_id
             result.sequence = entry.sequence
@@ -145,11 +175,11 @@ class Publisher:
             stored += not entry.duplicate
         if stored:
             self._ingested.add(stored)
-        accepted = len(prepared.accepted)
+        accepted = len(accepted_indexes)
         return Outcome(
-            results=prepared.results,
+            results=results,
             accepted_count=accepted,
-            rejected_count=len(prepared.results) - accepted,
+            rejected_count=len(results) - accepted,
             stored_count=stored,
             correlation_ids=correlation_ids,
         )

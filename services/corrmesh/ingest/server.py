@@ -50,7 +50,7 @@ class IngestApp(ServiceApp):
         self.notifier.announce(self.log.head)
         self.writer.start()
         # The edge publishes through the same validation and log as Publish.
-        sink = EdgePublisher(self.publisher, asyncio.get_running_loop())
+        sink = EdgePublisher(self.publisher)
         try:
             if self.settings.ingest_dicom_port >= 0:
                 self.dicom_scp = DicomScp(ScpConfig.from_settings(self.settings), sink)

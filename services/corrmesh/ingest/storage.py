@@ -17,14 +17,16 @@ import os
 import queue
 import re
 import socket
+import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from pynetdicom import AE, evt
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
 from pynetdicom.events import Event as DicomEvent
 
 from corrmesh.ingest.dicom_steps import Association, Identifiers, Step, step_event
@@ -64,12 +66,67 @@ def _file_name(uid: str) -> str:
     return "x" + hashlib.sha256(uid.encode()).hexdigest()[:40]
 
 
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    """One File Meta element (group 0002), explicit VR little endian (PS3.5 7.1.2)."""
+    if vr == b"OB":  # a VR with a 2-byte reserved field and a 4-byte length
+        return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def _even(value: str, pad: bytes) -> bytes:
+    raw = value.strip().encode("ascii", "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_META_VERSION = _meta_element(0x0001, b"OB", b"\x00\x01")
+_META_IMPLEMENTATION = _meta_element(
+    0x0012, b"UI", _even(PYNETDICOM_IMPLEMENTATION_UID, b"\x00")
+) + _meta_element(0x0013, b"SH", _even(PYNETDICOM_IMPLEMENTATION_VERSION, b" "))
+
+
+def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str) -> bytes:
+    """Preamble, prefix and File Meta Information of a Part 10 file (PS3.10 7.1).
+
+    The same elements pynetdicom's ``Event.encoded_dataset()`` writes, put
+    together directly: through pydicom's element machinery they cost the SCP
+    more per instance than everything else it does with the data set.
+    """
+    body = b"".join(
+        (
+            _META_VERSION,
+            _meta_element(0x0002, b"UI", _even(sop_class_uid, b"\x00")),
+            _meta_element(0x0003, b"UI", _even(sop_instance_uid, b"\x00")),
+            _meta_element(0x0010, b"UI", _even(transfer_syntax_uid, b"\x00")),
+            _META_IMPLEMENTATION,
+        )
+    )
+    return _PREAMBLE + _meta_element(0x0000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def _write_all(fd: int, views: list[memoryview]) -> None:
+    """Writes every view, in one system call unless the kernel takes less."""
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+#: Folders known to exist, remembered so each instance costs no mkdir; forgotten
+#: in bulk past this many (a long-running SCP sees ever new series).
+_KNOWN_FOLDERS = 4096
+
+
 class FolderStore:
     """Writes instances as DICOM files under ``<root>/<study>/<series>/<instance>.dcm``."""
 
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = root
         self._fsync = fsync
+        self._folders: set[Path] = set()
 
     def path_for(self, ids: Identifiers) -> Path:
         return (
@@ -79,24 +136,61 @@ class FolderStore:
             / (_file_name(ids.sop_instance_uid) + ".dcm")
         )
 
-    def write(self, ids: Identifiers, data: bytes) -> Path:
-        """Writes ``data`` (a Part 10 file) atomically; raises OSError when it cannot."""
+    def write(self, ids: Identifiers, chunks: Sequence[bytes | memoryview]) -> Path:
+        """Writes ``chunks`` (together a Part 10 file) atomically; raises OSError when it cannot."""
         path = self.path_for(ids)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = path.parent
+        if folder not in self._folders:
+            self._make_folder(folder)
+            if len(self._folders) >= _KNOWN_FOLDERS:
+                self._folders.clear()
+            self._folders.add(folder)
+        try:
+            self._write_new(path, chunks)
+        except FileNotFoundError:
+            # The folder went away behind our back (a clean-up): make it again.
+            self._folders.discard(folder)
+            self._make_folder(folder)
+            self._write_new(path, chunks)
+        return path
+
+    def _make_folder(self, folder: Path) -> None:
+        """Creates ``folder`` and, with fsync on, makes its entry and its parents' durable."""
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._fsync:
+            for created in missing:
+                _fsync_directory(created.parent)
+
+    def _write_new(self, path: Path, chunks: Sequence[bytes | memoryview]) -> None:
         temporary = path.with_name(f".{path.name}.{threading.get_ident()}.part")
         try:
-            with temporary.open("wb") as handle:
-                handle.write(data)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                _write_all(fd, [memoryview(chunk) for chunk in chunks])
                 if self._fsync:
                     # The C-STORE success response promises the instance is kept.
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(temporary, path)
+            if self._fsync:
+                # The new name is a change to the folder: without this a power
+                # loss could leave an acknowledged instance under its .part name.
+                _fsync_directory(path.parent)
         except OSError:
             with contextlib.suppress(OSError):
                 temporary.unlink()
             raise
-        return path
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Flushes ``folder``'s entries (names added or renamed) to disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

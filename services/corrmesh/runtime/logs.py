@@ -62,6 +62,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # SQL echo and per-request library chatter stay out unless asked for.
-    for noisy in ("sqlalchemy.engine", "alembic.runtime.migration"):
+    # SQL echo and per-request library chatter stay out unless asked for
+    # (pynetdicom logs a line per C-STORE; the SCP logs its associations itself).
+    for noisy in ("sqlalchemy.engine", "alembic.runtime.migration", "pynetdicom"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

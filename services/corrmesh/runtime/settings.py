@@ -65,6 +65,9 @@ class Settings:
     client_token: str = ""
     # Topology: a YAML file of declared dependencies loaded at start.
     dependencies_file: str = ""
+    # Correlation: a YAML file of recommended-action rules that come before
+    # the built-in ones (corrmesh.correlation.analysis.actions).
+    correlation_actions_file: str = ""
     # Topology: clusters to list+watch, "name=kubeconfig[#context]" or
     # "name=in-cluster", comma-separated; none when empty.
     kube_clusters: str = ""
