@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from corrmesh.v1 import correlation_pb2, event_pb2
 from corrmesh.v1.ingest_pb2_grpc import IngestServiceStub
-from tests.support.correlation_mesh import mesh
+from tests.support.correlation_mesh import mesh, watch
 from tests.support.dicom_peers import require_dicom_peers
 from tests.support.ingest import all_events, storescu, write_study
 
@@ -110,3 +111,80 @@ async def test_storage_failure_shows_as_bottleneck_and_failure_rate(
 
 def _counts(response: correlation_pb2.AnalyzePerformanceResponse) -> dict[str, tuple[int, int]]:
     return {s.stage: (s.count, s.failure_count) for s in response.stages}
+
+
+async def test_storescu_associations_of_one_exam_share_batch_and_patient_and_failures_alert(
+    database_url: str, tmp_path: Path
+) -> None:
+    store = tmp_path / "dicom"
+    exam = write_study(tmp_path / "exam", f"{ROOT}.3", 4, "PID-D", PATIENT_NAMES[0])
+    blocked = write_study(tmp_path / "blocked", f"{ROOT}.4", 4, "PID-E", PATIENT_NAMES[1])
+    store.mkdir()
+    (store / f"{ROOT}.4").write_text("not a folder")
+    settings = {"ingest_dicom_port": 0, "var_dir": tmp_path, "ingest_dicom_store_dir": str(store)}
+    async with mesh(database_url, tmp_path, ingest_settings=settings) as m:
+        await m.correlation.UpdateConfig(
+            correlation_pb2.UpdateConfigRequest(
+                config=correlation_pb2.CorrelationConfig(
+                    dicom_alerts=correlation_pb2.DicomAlertConfig(
+                        error_rate_threshold=0.5,
+                        error_min_count=3,
+                        error_window=duration_pb2.Duration(seconds=300),
+                    )
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["dicom_alerts"]),
+            )
+        )
+        scp = m.ingest_app.dicom_scp
+        assert scp is not None
+        # One exam in two associations at once (two senders), and a study that cannot be stored.
+        runs = await asyncio.gather(
+            storescu(scp.port, exam[:2], "MODALITY1"),
+            storescu(scp.port, exam[2:], "MODALITY3"),
+            storescu(scp.port, blocked, "MODALITY2", "CORRMESH_IN", "--no-halt"),
+        )
+        assert runs[0].returncode == 0 and runs[1].returncode == 0, runs
+        events = await all_events(IngestServiceStub(m.ingest))
+        await m.consumed(max(e.sequence for e in events))
+        sessions = {e.dicom.calling_ae_title: e.correlation_id for e in events}
+
+        batches = (
+            await m.correlation.ListGroups(
+                correlation_pb2.ListGroupsRequest(types=[correlation_pb2.GROUP_TYPE_BATCH])
+            )
+        ).groups
+        patients = (
+            await m.correlation.ListGroups(
+                correlation_pb2.ListGroupsRequest(types=[correlation_pb2.GROUP_TYPE_PATIENT])
+            )
+        ).groups
+        by_exam = {b.metadata["exam"]: b for b in batches}
+        assert set(by_exam) == {"accession ACC3", "accession ACC4"}
+        shared = (
+            await m.correlation.GetGroup(
+                correlation_pb2.GetGroupRequest(group_id=by_exam["accession ACC3"].group_id)
+            )
+        ).group
+        assert {x.correlation_id for x in shared.members} == {
+            sessions["MODALITY1"],
+            sessions["MODALITY3"],
+        }
+        assert shared.member_count == 8  # 4 instances, received and stored
+        assert len(patients) == 2
+        (exam_patient,) = [p for p in patients if p.group_id == shared.metadata["patient_group_id"]]
+        assert exam_patient.member_count == 8
+
+        updates, _ = await watch(
+            m.correlation,
+            correlation_pb2.WatchGroupsRequest(),
+            lambda seen, _t: any(u.type == correlation_pb2.GROUP_UPDATE_TYPE_ALERT for u in seen),
+        )
+        (alert, *more) = [u for u in updates if u.type == correlation_pb2.GROUP_UPDATE_TYPE_ALERT]
+        assert alert.alert.startswith("STORED failures from MODALITY2: 3 of 3 step(s) (100%)")
+        told = [alert.group.group_id, *(u.group.group_id for u in more)]
+        assert len(told) == len(set(told))
+        assert by_exam["accession ACC4"].group_id in told
+        shown = [*(g.title for g in (*batches, *patients)), *(u.alert for u in updates)]
+        for text in shown:
+            assert "PID-" not in text
+            assert not [part for part in NAME_PARTS if part in text]

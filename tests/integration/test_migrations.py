@@ -31,6 +31,8 @@ SERVICES = {
             "correlation_config",
             "correlation_links",
             "correlation_feedback",
+            "dicom_rollup_members",
+            "dicom_state",
         },
     ),
     "topology": (
@@ -43,7 +45,13 @@ SERVICES = {
     ),
 }
 #: Modules that declare more tables on a service's Base than its models module.
-MORE_MODELS = {"correlation": ("corrmesh.correlation.links", "corrmesh.correlation.feedback")}
+MORE_MODELS = {
+    "correlation": (
+        "corrmesh.correlation.links",
+        "corrmesh.correlation.feedback",
+        "corrmesh.correlation.dicom.store",
+    )
+}
 
 
 def _service(name: str) -> tuple[Path, str, MetaData, set[str]]:

@@ -54,6 +54,12 @@ class ChangeLog:
                 self.absorbed[old] = base_id
         if persisted:
             self.absorbed[other_id] = base_id
+        # Links made in this batch follow the group they name; none between the two.
+        moved = [
+            (base_id if a == other_id else a, base_id if b == other_id else b, kind)
+            for a, b, kind in self.new_links
+        ]
+        self.new_links = list(dict.fromkeys((a, b, k) for a, b, k in moved if a != b))
 
     def joined(self, event: EventInfo, was_lone: bool) -> None:
         """``event`` joined a group; it may have been alone in the window before."""

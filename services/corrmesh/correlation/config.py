@@ -2,7 +2,10 @@
 
 Defaults follow incident-correlation-engine.md (window 300 s, minimum score
 0.5, groups of at most 100, merge above 0.8, pattern similarity 0.7) and
-multi-camera-correlation.md (10 s, same controller). Strategy defaults:
+multi-camera-correlation.md (10 s, same controller). DICOM alerts: stuck
+after 10 min without a step while instances are in flight (done once
+STORED), and an error rate of 50% with at least 5 failures of one stage from
+one calling AE within 5 min. Strategy defaults:
 
 * ``fingerprint``, ``topology``, ``pattern``, ``combined`` and
   ``multi_camera`` on, weight 1; ``combined`` from a score of 0.65, so that
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from google.protobuf import duration_pb2
 from google.protobuf.descriptor import Descriptor
@@ -43,6 +47,14 @@ _UNIT_FIELDS = (
     "min_score_to_activate",
 )
 _NON_NEGATIVE_DURATIONS = ("stabilize_after", "archive_after", "allowed_lateness")
+#: Message fields of CorrelationConfig that stored configurations may lack.
+ADDED_SECTIONS: tuple[Literal["dicom_alerts"], ...] = ("dicom_alerts",)
+#: Stages an instance can be done at (UNSPECIFIED reads as STORED).
+_COMPLETE_AT = (
+    event_pb2.PROCESSING_STAGE_UNSPECIFIED,
+    event_pb2.PROCESSING_STAGE_STORED,
+    event_pb2.PROCESSING_STAGE_FORWARDED,
+)
 
 
 def default_config() -> correlation_pb2.CorrelationConfig:
@@ -81,7 +93,27 @@ def default_config() -> correlation_pb2.CorrelationConfig:
         multi_camera=correlation_pb2.MultiCameraConfig(
             window=duration_pb2.Duration(seconds=10), require_same_controller=True
         ),
+        dicom_alerts=correlation_pb2.DicomAlertConfig(
+            stuck_after=duration_pb2.Duration(seconds=600),
+            complete_at=event_pb2.PROCESSING_STAGE_STORED,
+            error_rate_threshold=0.5,
+            error_min_count=5,
+            error_window=duration_pb2.Duration(seconds=300),
+        ),
     )
+
+
+def with_defaults(
+    config: correlation_pb2.CorrelationConfig,
+) -> correlation_pb2.CorrelationConfig:
+    """``config`` with the sections added after configurations were first stored
+    (:data:`ADDED_SECTIONS`) taken from :func:`default_config` when it lacks them:
+    a stored configuration, or a whole one an older client sends, keeps the defaults."""
+    defaults = default_config()
+    for name in ADDED_SECTIONS:
+        if not config.HasField(name):
+            getattr(config, name).CopyFrom(getattr(defaults, name))
+    return config
 
 
 def duration_us(value: duration_pb2.Duration) -> int:
@@ -160,6 +192,7 @@ def validate_config(config: correlation_pb2.CorrelationConfig, violations: Field
         violations.add("max_group_size", "must be at least 1")
     if config.min_events_to_activate < 0:
         violations.add("min_events_to_activate", "must not be negative")
+    _validate_dicom_alerts(config.dicom_alerts, violations.nested("dicom_alerts"))
     known = set(strategy_names())
     seen: set[tuple[str, int]] = set()
     for index, entry in enumerate(config.strategies):
@@ -174,6 +207,26 @@ def validate_config(config: correlation_pb2.CorrelationConfig, violations: Field
         for name in ("weight", "threshold"):
             if not 0.0 <= getattr(entry, name) <= 1.0:
                 violations.add(f"{path}.{name}", "must be between 0 and 1")
+
+
+def _validate_dicom_alerts(
+    alerts: correlation_pb2.DicomAlertConfig, violations: FieldViolations
+) -> None:
+    _check_duration(alerts.stuck_after, "stuck_after", violations, positive=False)
+    _check_duration(
+        alerts.error_window,
+        "error_window",
+        violations,
+        positive=alerts.error_rate_threshold > 0,
+    )
+    if alerts.complete_at not in _COMPLETE_AT:
+        violations.add(
+            "complete_at", "must be PROCESSING_STAGE_STORED or PROCESSING_STAGE_FORWARDED"
+        )
+    if not 0.0 <= alerts.error_rate_threshold <= 1.0:
+        violations.add("error_rate_threshold", "must be between 0 and 1")
+    if alerts.error_min_count < 0:
+        violations.add("error_min_count", "must not be negative")
 
 
 def apply_update(
@@ -204,6 +257,7 @@ def apply_update(
         )
     else:
         updated.CopyFrom(request.config)
+        with_defaults(updated)
     validate_config(updated, violations.nested("config"))
     return updated
 

@@ -19,6 +19,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import Link
 
+from corrmesh.correlation.dicom import store as dicom_store
 from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.plans import PairRefs
@@ -136,6 +137,13 @@ class Consumer:
     async def _handle(self, response: ingest_pb2.SubscribeResponse) -> None:
         events = [e for e in response.events if e.sequence > self.offset]
         self.relations.start_batch()
+        stored = self.engine.groups_to_load(events)
+        if stored:
+            # Batch and patient groups not in memory (archived ones reopen).
+            headers = await asyncio.to_thread(
+                dicom_store.load_headers, self.gate.store.sessions, stored
+            )
+            self.engine.adopt_headers(headers)
         for index, event in enumerate(events):
             with event_span(_tracer, "correlation.analyze", event):
                 started = time.perf_counter()

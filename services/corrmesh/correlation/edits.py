@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from corrmesh.correlation.dicom.keys import ROLLUP_TYPES
 from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.explain import explain
 from corrmesh.correlation.gate import EngineGate
@@ -29,6 +30,18 @@ MAX_EVENTS_PER_EDIT = 100
 MAX_GROUPS_PER_MERGE = 20
 MAX_TEXT = 1000
 T = TypeVar("T")
+
+
+def _derived(groups: dict[str, GroupState], paths: dict[str, str]) -> FieldViolations:
+    """A violation for each derived (BATCH, PATIENT) group: their members follow
+    identifiers, so they are not merged, split or given events by hand."""
+    problems = FieldViolations()
+    for group_id, path in paths.items():
+        group = groups.get(group_id)
+        if group is not None and group.type in ROLLUP_TYPES:
+            kind = correlation_pb2.GroupType.Name(group.type).removeprefix("GROUP_TYPE_")  # type: ignore[arg-type]
+            problems.add(path, f"is a {kind} group; its members follow their identifiers")
+    return problems
 
 
 class NotFoundError(LookupError):
@@ -84,10 +97,16 @@ class GroupEditRpcs:
             self.engine.release()
 
     async def _run(self, context: Context, operation: Any) -> Any:
+        """Runs an edit through the gate; a name that does not exist is NOT_FOUND,
+        and FieldViolations the edit returns (having changed nothing) are
+        INVALID_ARGUMENT."""
         try:
-            return await self.gate.edit(operation)
+            result = await self.gate.edit(operation)
         except NotFoundError as missing:
             await abort_not_found(context, missing.kind, missing.name)
+        if isinstance(result, FieldViolations):
+            await abort_invalid(context, result)
+        return result
 
     async def CorrelateEvents(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.CorrelateEventsRequest, context: Context
@@ -105,7 +124,7 @@ class GroupEditRpcs:
         if violations:
             await abort_invalid(context, violations)
 
-        async def operation() -> correlation_pb2.Group:
+        async def operation() -> correlation_pb2.Group | FieldViolations:
             engine = self.engine
             window = engine.window.events
             outside = [i for i in ids if i not in window]
@@ -120,6 +139,10 @@ class GroupEditRpcs:
                 window[i] if i in window else groups[owners[i]].members[i] for i in ids
             ]
             target = groups[request.group_id] if request.group_id else None
+            problems = _derived(groups, {request.group_id: "group_id"} if target else {})
+            if problems:
+                engine.release()
+                return problems
             group = engine.correlate(events, target, request.reason)
             message = group_message(group)
             engine.release()
@@ -140,10 +163,14 @@ class GroupEditRpcs:
         if violations:
             await abort_invalid(context, violations)
 
-        async def operation() -> correlation_pb2.Group:
-            return await self._on_groups(
-                ids, lambda groups: group_message(self.engine.merge([groups[i] for i in ids]))
-            )
+        def merge(groups: dict[str, GroupState]) -> correlation_pb2.Group | FieldViolations:
+            problems = _derived(groups, {g: f"group_ids[{i}]" for i, g in enumerate(ids)})
+            if problems:
+                return problems
+            return group_message(self.engine.merge([groups[i] for i in ids]))
+
+        async def operation() -> correlation_pb2.Group | FieldViolations:
+            return await self._on_groups(ids, merge)
 
         group = await self._run(context, operation)
         return correlation_pb2.MergeGroupsResponse(group=group)
@@ -162,26 +189,29 @@ class GroupEditRpcs:
         if violations:
             await abort_invalid(context, violations)
 
-        def split(groups: dict[str, GroupState]) -> tuple[Any, ...]:
+        def split(
+            groups: dict[str, GroupState],
+        ) -> tuple[correlation_pb2.Group, correlation_pb2.Group] | FieldViolations:
             group = groups[request.group_id]
-            problems = FieldViolations()
+            problems = _derived(groups, {request.group_id: "group_id"})
+            if problems:
+                return problems
             for index, event_id in enumerate(ids):
                 if event_id not in group.members:
                     problems.add(f"event_ids[{index}]", "is not a member of the group")
             if not problems and len(ids) >= len(group.members):
                 problems.add("event_ids", "would leave the group empty")
             if problems:
-                return (problems,)
+                return problems
             new = self.engine.split(group, ids)
             return (group_message(group), group_message(new))
 
-        async def operation() -> tuple[Any, ...]:
+        async def operation() -> (
+            tuple[correlation_pb2.Group, correlation_pb2.Group] | FieldViolations
+        ):
             return await self._on_groups([request.group_id], split)
 
-        result = await self._run(context, operation)
-        if isinstance(result[0], FieldViolations):
-            await abort_invalid(context, result[0])
-        original, new = result
+        original, new = await self._run(context, operation)
         return correlation_pb2.SplitGroupResponse(original_group=original, new_group=new)
 
     async def ResolveGroup(  # noqa: N802 (gRPC method name)

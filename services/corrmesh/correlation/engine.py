@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
@@ -32,9 +31,11 @@ from corrmesh.correlation.config import (
     duration_us,
     strategy_settings,
 )
-from corrmesh.correlation.groups import Edge, GroupState
-from corrmesh.correlation.lifecycle import OPEN_FOR_JOINING, LifecycleMixin
+from corrmesh.correlation.dicom.rollups import DicomGroupsMixin
+from corrmesh.correlation.groups import GroupState
+from corrmesh.correlation.lifecycle import LifecycleMixin
 from corrmesh.correlation.manual import ManualEditsMixin
+from corrmesh.correlation.placement import PlacementMixin
 from corrmesh.correlation.plans import Candidate, Changes, PairRefs, Plan, Restored, pair_key
 from corrmesh.correlation.resources import resource_key
 from corrmesh.correlation.strategies import (
@@ -53,29 +54,12 @@ from corrmesh.correlation.strategies import (
 )
 from corrmesh.correlation.window import EventInfo, EventWindow, indexed_tokens
 from corrmesh.v1 import correlation_pb2, event_pb2, topology_pb2
-from corrmesh.v1.correlation_pb2 import (
-    GROUP_STATUS_BUILDING,
-    GROUP_TYPE_ASSOCIATION,
-    GROUP_TYPE_INCIDENT,
-    GROUP_TYPE_MULTI_CAMERA,
-    GROUP_UPDATE_TYPE_CREATED,
-    GROUP_UPDATE_TYPE_MEMBER_ADDED,
-    GROUP_UPDATE_TYPE_MERGED,
-    RELATIONSHIP_TYPE_CONTINUATION,
-    RELATIONSHIP_TYPE_RECURRENCE,
-)
 
 #: Newest entries read per key of each index.
 LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64, CORRELATION: 50}
 TOPOLOGY_RESOURCES = 32
 TOPOLOGY_EVENTS_PER_RESOURCE = 4
-MAX_EDGES_PER_EVENT = 8
 _BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
-#: What a group gathers, by the domain of its first event.
-_GROUP_TYPES: dict[int, int] = {
-    event_pb2.DOMAIN_CAMERA: GROUP_TYPE_MULTI_CAMERA,
-    event_pb2.DOMAIN_DICOM: GROUP_TYPE_ASSOCIATION,
-}
 #: Topology answers that make a neighbour's events candidates.
 RELATED_KINDS = frozenset(
     {
@@ -104,7 +88,7 @@ def _wall_us() -> int:
     return time.time_ns() // 1000
 
 
-class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
+class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, ManualEditsMixin):
     """Owns the window, the groups with members in it and the headers of quieter ones."""
 
     def __init__(
@@ -139,6 +123,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         )
         self._enabled: dict[int, Enabled] = {}
         self.configure_lifecycle(config)
+        self.configure_dicom(config)
 
     def restore(self, state: Restored) -> None:
         """Replaces all state with ``state``: members inside the window of its watermark."""
@@ -174,6 +159,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         for group in self.groups.values():
             self.track(group)
         self._persisted = set(self.groups) | set(self.headers)
+        self.reset_dicom(state.dicom)
 
     @property
     def watermark_us(self) -> int | None:
@@ -265,7 +251,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         candidates = [
             c for c in found.values() if abs(c.event.occurred_us - info.occurred_us) <= window_us
         ]
-        return Plan(info, candidates, neighbours)
+        return Plan(info, candidates, neighbours, dicom=self.dicom_step(event))
 
     def predict_pairs(self, events: Iterable[event_pb2.Event], limit: int) -> PairRefs:
         """Pairs the coming ``events`` will probably need: prefetched in one call."""
@@ -317,6 +303,8 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
             self.log.lone_new[info.event_id] = info
         else:
             self.groups[info.group_id].in_window += 1
+        if plan.dicom is not None:
+            self.observe_dicom(info, plan.dicom)
         self._arrival_wall_us = time.time_ns() // 1000
         self.advance(info.occurred_us)
         return self.log.updates[start:]
@@ -384,154 +372,6 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
         )
         return scored
 
-    def _place(self, info: EventInfo, matches: list[tuple[EventInfo, Match]]) -> None:
-        if not matches and not (
-            info.fingerprint in self.resolved_fingerprints and not info.resolves
-        ):
-            return
-        max_size = self.config.max_group_size
-        open_best: dict[str, float] = {}
-        closed_best: dict[str, float] = {}
-        loners: list[EventInfo] = []
-        for candidate, match in matches:
-            group_id = candidate.group_id
-            if group_id is None:
-                loners.append(candidate)
-            elif self.groups[group_id].status in OPEN_FOR_JOINING or info.resolves:
-                open_best.setdefault(group_id, match.score)
-            else:
-                closed_best.setdefault(group_id, match.score)
-        ranked = sorted(
-            open_best,
-            key=lambda g: (-self.groups[g].member_count, self.groups[g].created_sequence),
-        )
-        base_id = next((g for g in ranked if self.groups[g].member_count < max_size), None)
-        now = self._clock()
-        if base_id is None:
-            self._open_group(info, loners, ranked, closed_best, matches, now)
-            return
-        group = self.groups[base_id]
-        merged: list[str] = []
-        size = group.member_count + 1
-        if self.config.auto_merge_groups:
-            for other_id in ranked:
-                other = self.groups[other_id]
-                if (
-                    other_id != base_id
-                    and open_best[other_id] >= self.config.merge_threshold
-                    and size + other.member_count <= max_size
-                ):
-                    merged.append(other_id)
-                    size += other.member_count
-                    self.absorb(group, other)
-        joined = [info, *loners[: max(0, max_size - size)]]
-        for event in joined:
-            self.join(group, event)
-        kind = GROUP_UPDATE_TYPE_MERGED if merged else GROUP_UPDATE_TYPE_MEMBER_ADDED
-        edges = self._connect(group, info, matches, now)
-        delta = None if merged else (joined, edges)
-        self.changed(group, kind, [info.event_id], now, delta, merged, cause=info)
-
-    def _open_group(
-        self,
-        info: EventInfo,
-        loners: list[EventInfo],
-        full: list[str],
-        closed: dict[str, float],
-        matches: list[tuple[EventInfo, Match]],
-        now: int,
-    ) -> None:
-        """A new group: from lone matches, as the continuation of a full group, or as
-        the recurrence of a resolved one. A resolving event never opens a group."""
-        if info.resolves:
-            return
-        parent: tuple[str, int] | None = None
-        if full:
-            parent = (full[0], RELATIONSHIP_TYPE_CONTINUATION)
-        elif closed:
-            parent = (
-                max(closed, key=closed.__getitem__),
-                RELATIONSHIP_TYPE_RECURRENCE,
-            )
-        elif not loners and info.fingerprint in self.resolved_fingerprints:
-            parent = (
-                self.resolved_fingerprints[info.fingerprint],
-                RELATIONSHIP_TYPE_RECURRENCE,
-            )
-        if parent is None and not loners:
-            return
-        max_size = self.config.max_group_size
-        group = self.create(info, loners[: max(0, max_size - 1)], now)
-        self._connect(group, info, matches, now)
-        if parent is not None:
-            self.link(parent[0], group, parent[1])
-        created = GROUP_UPDATE_TYPE_CREATED
-        self.changed(group, created, [info.event_id], now, cause=info, created=True)
-
-    def _connect(
-        self,
-        group: GroupState,
-        info: EventInfo,
-        matches: list[tuple[EventInfo, Match]],
-        now: int,
-    ) -> list[Edge]:
-        made: list[Edge] = []
-        for candidate, match in matches:
-            if candidate.group_id != group.group_id:
-                continue
-            edge = Edge(
-                candidate.event_id, info.event_id, match.score, match.strategy, match.reason, now
-            )
-            group.add_edge(edge)
-            self.log.new_edges.append((info, edge))
-            self.matches[match.strategy] += 1
-            made.append(edge)
-            if len(made) >= MAX_EDGES_PER_EVENT:
-                break
-        return made
-
-    def create(self, info: EventInfo, founders: list[EventInfo], now: int) -> GroupState:
-        """A new group of ``founders`` and ``info``; its primary is the earliest."""
-        members = [*founders, info]
-        primary = min(members, key=lambda m: (m.occurred_us, m.sequence))
-        group = GroupState(
-            group_id=str(uuid.uuid4()),
-            created_sequence=self.next_sequence,
-            primary_event_id=primary.event_id,
-            title="",
-            domain=primary.domain,
-            created_us=now,
-            updated_us=now,
-            status=GROUP_STATUS_BUILDING,
-            type=_GROUP_TYPES.get(primary.domain, GROUP_TYPE_INCIDENT),
-        )
-        self.groups[group.group_id] = group
-        self.log.new_groups.add(group.group_id)
-        self.groups_created += 1
-        for member in members:
-            self.join(group, member)
-        return group
-
-    def join(self, group: GroupState, event: EventInfo) -> None:
-        """Makes ``event`` a member of ``group`` (it may be a lone event of the window)."""
-        was_lone = event.group_id is None and event.event_id in self.window.events
-        if was_lone:
-            group.in_window += 1
-        self.log.joined(event, was_lone)
-        group.add_member(event)
-
-    def absorb(self, base: GroupState, other: GroupState) -> None:
-        """Folds ``other`` into ``base`` (members, edges, links); ``other`` is gone."""
-        for member in other.members.values():
-            base.add_member(member)
-        for edge in other.edges:
-            base.add_edge(edge)
-        base.links.extend(link for link in other.links if link[0] != base.group_id)
-        base.in_window += other.in_window
-        self.groups.pop(other.group_id, None)
-        self.headers.pop(other.group_id, None)
-        self.log.absorb(base.group_id, other.group_id, other.group_id in self._persisted)
-
     # -- commit --------------------------------------------------------------------
 
     def take_changes(self) -> Changes:
@@ -566,6 +406,7 @@ class CorrelationEngine(LifecycleMixin, ManualEditsMixin):
             events_in=self.events_in,
             groups_created=self.groups_created,
             late_events=self.late_events,
+            dicom=self.take_dicom_changes(),
         )
 
     def committed(self) -> None:

@@ -28,6 +28,21 @@ def _span(group: correlation_pb2.Group) -> str:
     return f"{round(seconds / 3600, 1):g} h"
 
 
+def _cause_sentence(group: correlation_pb2.Group) -> str:
+    """What broke and what else is affected, from the group's analysis."""
+    parts = []
+    if group.HasField("pattern"):
+        parts.append(group.pattern.summary.rstrip(".") + ".")
+        if group.pattern.recommended_action:
+            parts.append(f"Next: {group.pattern.recommended_action.rstrip('.')}.")
+    elif group.root_cause_candidates:
+        best = group.root_cause_candidates[0]
+        parts.append(f"Most likely root cause: {describe(best.resource)} ({best.reason}).")
+    if group.impact_summary:
+        parts.append(group.impact_summary.rstrip(".") + ".")
+    return " ".join(parts)
+
+
 def explain(group: correlation_pb2.Group) -> correlation_pb2.ExplainGroupResponse:
     """Steps in event-time order; each says why its event joined (the edges into it)."""
     joined_by: dict[str, list[correlation_pb2.CorrelationEdge]] = {}
@@ -57,6 +72,9 @@ def explain(group: correlation_pb2.Group) -> correlation_pb2.ExplainGroupRespons
         f" on {len(resources)} resource{'s' if len(resources) != 1 else ''}, "
         f"{_STATUS_WORDS.get(group.status, 'unknown')}."
     )
+    cause = _cause_sentence(group)
+    if cause:
+        summary += f" {cause}"
     return correlation_pb2.ExplainGroupResponse(
         group_id=group.group_id,
         summary=summary,

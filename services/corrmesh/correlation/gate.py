@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from corrmesh.correlation.config import duration_us
@@ -19,6 +19,7 @@ from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.metrics import CorrelationMetrics
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.runtime.streams import HeadNotifier
+from corrmesh.v1 import correlation_pb2
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +48,8 @@ class EngineGate:
         #: Last Ingest sequence whose effects are committed.
         self.offset = 0
         self.last_activity = time.monotonic()
+        #: Called with each commit's updates, after they are durable.
+        self.on_commit: Callable[[Sequence[correlation_pb2.GroupUpdate]], None] | None = None
 
     async def recover(self) -> None:
         """Reloads the offset and the engine's state from the store."""
@@ -72,6 +75,8 @@ class EngineGate:
         self.last_activity = time.monotonic()
         if changes.updates:
             self.notifier.announce(changes.updates[-1].sequence)
+            if self.on_commit is not None:
+                self.on_commit(changes.updates)
 
     async def edit(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Runs an operator's edit between two batches and commits it.

@@ -76,6 +76,8 @@ class GroupState:
     metadata: dict[str, str] = field(default_factory=dict)
     #: False when only the header is in memory.
     loaded: bool = True
+    #: Root-cause candidates, pattern and impact (only those Group fields set).
+    analysis: correlation_pb2.Group | None = None
 
     def add_member(self, event: EventInfo) -> None:
         event.group_id = self.group_id
@@ -236,6 +238,8 @@ def fill_group(
         link.relationship_type = kind  # type: ignore[assignment]
     if group.metadata:
         message.metadata.update(group.metadata)
+    if group.analysis is not None:
+        message.MergeFrom(group.analysis)
     return message
 
 

@@ -257,6 +257,26 @@ class LifecycleMixin:
         if kind == RELATIONSHIP_TYPE_RECURRENCE:
             self._forget(parent)
 
+    def move_links(self, base: GroupState, other: GroupState) -> None:
+        """``other``'s links become ``base``'s; links between the two disappear."""
+        gone, kept = other.group_id, base.group_id
+        base.links = [link for link in base.links if link[0] != gone]
+        known = {link[0] for link in base.links}
+        for linked_id, kind in other.links:
+            if linked_id == kept:
+                continue
+            if linked_id not in known:
+                base.links.append((linked_id, kind))
+                known.add(linked_id)
+            linked = self.find_group(linked_id)
+            if linked is not None:
+                already = any(link[0] == kept for link in linked.links)
+                linked.links = [
+                    (kept, k) if g == gone else (g, k)
+                    for g, k in linked.links
+                    if not (g == gone and already)
+                ]
+
     # -- the clock ----------------------------------------------------------------------
 
     def advance(self, event_us: int) -> None:

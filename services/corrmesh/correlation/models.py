@@ -79,6 +79,8 @@ class GroupRow(Base):
     fingerprints: Mapped[str] = mapped_column(Text, default="")
     #: Group.metadata as JSON.
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    #: Root cause, pattern and impact: a Group message holding only those fields.
+    analysis: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class GroupLinkRow(Base):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corrmesh.correlation.dicom.keys import DicomStep
+from corrmesh.correlation.dicom.state import DicomChanges, DicomRestored
 from corrmesh.correlation.groups import Edge, GroupState
 from corrmesh.correlation.window import EventInfo
 from corrmesh.v1 import correlation_pb2, event_pb2
@@ -35,6 +37,8 @@ class Plan:
     neighbours: list[tuple[str, event_pb2.ResourceRef]] = field(default_factory=list)
     late: bool = False
     duplicate: bool = False
+    #: The DICOM processing step it records, if it is one.
+    dicom: DicomStep | None = None
 
     @property
     def pairs(self) -> PairRefs:
@@ -57,6 +61,7 @@ class Restored:
     #: Groups whose status can still change but with no member in the window: headers.
     headers: list[GroupState] = field(default_factory=list)
     loners: list[EventInfo] = field(default_factory=list)
+    dicom: DicomRestored = field(default_factory=DicomRestored)
 
 
 @dataclass(slots=True)
@@ -84,3 +89,5 @@ class Changes:
     events_in: int
     groups_created: int
     late_events: int
+    #: Derived (batch, patient) memberships, correlation-id links, alert state.
+    dicom: DicomChanges = field(default_factory=DicomChanges)

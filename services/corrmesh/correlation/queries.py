@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from corrmesh.correlation.groups import group_message
+from corrmesh.correlation.dicom import store as dicom_store
+from corrmesh.correlation.dicom.keys import ROLLUP_TYPES
+from corrmesh.correlation.groups import GroupState, group_message
 from corrmesh.correlation.models import (
     ConsumerOffsetRow,
     EdgeRow,
@@ -64,6 +66,13 @@ def noise_reduction(counters: Counters) -> float:
     return max(0.0, 1.0 - shown / counters.events_in)
 
 
+def _full_groups(session: Session, group_ids: list[str]) -> list[GroupState]:
+    """Groups with their members: a derived group's listed from its own table."""
+    groups = load_groups(session, group_ids)
+    dicom_store.attach_members(session, [g for g in groups if g.type in ROLLUP_TYPES])
+    return groups
+
+
 class GroupQueries:
     """Read-only access to committed groups and updates."""
 
@@ -72,7 +81,7 @@ class GroupQueries:
 
     def get_group(self, group_id: str) -> correlation_pb2.Group | None:
         with self.sessions() as session:
-            found = load_groups(session, [group_id])
+            found = _full_groups(session, [group_id])
             return group_message(found[0]) if found else None
 
     def group_for_event(self, event_id: str) -> correlation_pb2.Group | None:
@@ -107,7 +116,7 @@ class GroupQueries:
         with self.sessions() as session:
             rows = session.execute(query).all()
             page = rows[:limit]
-            groups = [group_message(g) for g in load_groups(session, [r[0] for r in page])]
+            groups = [group_message(g) for g in _full_groups(session, [r[0] for r in page])]
         more = len(rows) > limit
         return groups, (page[-1][1] if more and page else None)
 
@@ -148,7 +157,15 @@ class GroupQueries:
                 found.consumer_sequence = offset.sequence
                 found.events_in = offset.events_in
                 found.groups_created = offset.groups_created
-            found.groups = session.scalar(select(func.count()).select_from(GroupRow)) or 0
+            # Derived groups list events already grouped: not more to read.
+            found.groups = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(GroupRow)
+                    .where(GroupRow.type.not_in(sorted(ROLLUP_TYPES)))
+                )
+                or 0
+            )
             found.active_groups = (
                 session.scalar(
                     select(func.count())

@@ -1,8 +1,9 @@
 """Topology's answers to "how are these two resources related?", batched and cached.
 
 The engine asks about (new event's resource, candidate's resource) pairs.
-Known pairs come from a bounded LRU cache with a TTL (invalidation by
-WatchTopology comes later; the TTL bounds staleness meanwhile); the rest of a
+Known pairs come from a bounded LRU cache, invalidated by WatchTopology
+(:mod:`corrmesh.correlation.topology_watch`) and bounded in age by a TTL for
+when the watch is down; the rest of a
 batch goes to Topology in one RelateResources call. When Topology does not
 answer, that is "no topology signal": correlation goes on with fingerprints
 and resources, the outage is logged once, and calls resume after a pause.
@@ -54,6 +55,19 @@ class TopologyRelations:
         self._down_until = 0.0
         self._down = False
         self.calls = 0
+        #: Cached pairs Topology answered UNKNOWN for (a resource it lacked).
+        self._unknown: set[ResourcePair] = set()
+
+    def forget_all(self) -> None:
+        """Drops every cached answer (the topology changed)."""
+        self._cache.clear()
+        self._unknown.clear()
+
+    def forget_unknown(self) -> None:
+        """Drops the UNKNOWN answers (resources were added)."""
+        for pair in self._unknown:
+            self._cache.pop(pair, None)
+        self._unknown.clear()
 
     def start_batch(self) -> None:
         self._batch.clear()
@@ -128,6 +142,8 @@ class TopologyRelations:
             self._batch[pair] = relation
             self._cache.pop(pair, None)
             self._cache[pair] = (relation, expires)
+            if relation[0] == topology_pb2.RELATION_KIND_UNKNOWN:
+                self._unknown.add(pair)
         excess = len(self._cache) - self._capacity
         if excess > 0:
             for pair in list(itertools.islice(self._cache, excess)):

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from corrmesh.correlation.dicom.keys import ROLLUP_TYPES
 from corrmesh.correlation.groups import Edge, GroupState, datetime_us, micros_of
 from corrmesh.correlation.models import (
     EdgeRow,
@@ -18,7 +19,7 @@ from corrmesh.correlation.models import (
     GroupRow,
 )
 from corrmesh.correlation.window import EventInfo
-from corrmesh.v1 import event_pb2
+from corrmesh.v1 import correlation_pb2, event_pb2
 
 #: Ids per ``IN (...)`` list: well under every backend's parameter limit.
 CHUNK = 500
@@ -96,6 +97,7 @@ def group_values(group: GroupState) -> dict[str, Any]:
         "resolved_at": None if group.resolved_us is None else datetime_us(group.resolved_us),
         "fingerprints": "\n".join(group.fingerprints),
         "metadata_json": json.dumps(group.metadata, sort_keys=True),
+        "analysis": None if group.analysis is None else group.analysis.SerializeToString(),
     }
 
 
@@ -133,6 +135,8 @@ def header_of(row: GroupRow) -> GroupState:
         metadata=json.loads(row.metadata_json or "{}"),
         loaded=False,
     )
+    if row.analysis:
+        group.analysis = correlation_pb2.Group.FromString(row.analysis)
     # A header keeps the stored mean as one "edge" so aggregate_score reads it back.
     if row.aggregate_score:
         group.edge_score_sum, group.edge_count = row.aggregate_score, 1
@@ -161,8 +165,11 @@ def load_groups(session: Session, group_ids: Iterable[str]) -> list[GroupState]:
     for part in chunks(ids):
         for row in session.scalars(select(GroupRow).where(GroupRow.group_id.in_(part))):
             header = header_of(row)
-            header.member_count, header.edge_score_sum, header.edge_count = 0, 0.0, 0
-            header.fingerprints = []
+            # A derived group's counts stay its row's: its members are listed
+            # elsewhere (corrmesh.correlation.dicom).
+            if header.type not in ROLLUP_TYPES:
+                header.member_count, header.edge_score_sum, header.edge_count = 0, 0.0, 0
+                header.fingerprints = []
             header.loaded = True
             groups[row.group_id] = header
         members = select(GroupMemberRow).where(GroupMemberRow.group_id.in_(part))

@@ -10,6 +10,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.metrics import MeterProvider
 
+from corrmesh.correlation.analysis.actions import BUILT_IN_RULES, load_rules
+from corrmesh.correlation.analysis.analyst import Analyst
+from corrmesh.correlation.analysis.reach import TopologyReach
 from corrmesh.correlation.config import default_config
 from corrmesh.correlation.consumer import Consumer
 from corrmesh.correlation.engine import CorrelationEngine, tune_garbage_collection
@@ -21,6 +24,7 @@ from corrmesh.correlation.queries import GroupQueries
 from corrmesh.correlation.relations import TopologyRelations
 from corrmesh.correlation.servicer import CorrelationServicer
 from corrmesh.correlation.store import CorrelationStore
+from corrmesh.correlation.topology_watch import TopologyWatch
 from corrmesh.runtime.clients import open_channel
 from corrmesh.runtime.server import ServiceApp, run
 from corrmesh.runtime.settings import Settings, load_settings
@@ -55,6 +59,10 @@ class CorrelationApp(ServiceApp):
         self.consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._clock_task: asyncio.Task[None] | None = None
+        self.analyst: Analyst | None = None
+        self._analyst_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self.topology_watch: TopologyWatch | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._health: dict[str, health_pb2_grpc.HealthStub] = {}
         self.servicer: CorrelationServicer | None = None
@@ -86,8 +94,25 @@ class CorrelationApp(ServiceApp):
             channel = open_channel(address, settings, traced=False)
             self._channels.append(channel)
             self._health[name] = health_pb2_grpc.HealthStub(channel)
-        self.consumer = Consumer(self.gate, ingest, TopologyRelations(topology), self.latency)
+        relations = TopologyRelations(topology)
+        reach = TopologyReach(topology)
+        self.topology_watch = TopologyWatch(topology, [relations, reach])
+        self.consumer = Consumer(self.gate, ingest, relations, self.latency)
+        rules = list(BUILT_IN_RULES)
+        if settings.correlation_actions_file:
+            rules = await asyncio.to_thread(load_rules, settings.correlation_actions_file) + rules
+        self.analyst = Analyst(self.gate, reach, rules)
+        self.gate.on_commit = self.analyst.note
+        if self.servicer is not None:
+            self.servicer.analyst = self.analyst
         await self.gate.recover()
+        self.analyst.note_unanalysed()
+        self._analyst_task = asyncio.create_task(
+            self.analyst.run(self.stopping), name="correlation-analyst"
+        )
+        self._watch_task = asyncio.create_task(
+            self.topology_watch.run(self.stopping), name="correlation-topology-watch"
+        )
         self._task = asyncio.create_task(self.consumer.run(), name="correlation-consumer")
         self._clock_task = asyncio.create_task(
             self.gate.run_clock(self.stopping), name="correlation-clock"
@@ -96,7 +121,7 @@ class CorrelationApp(ServiceApp):
     async def stop(self) -> None:
         if self.consumer is not None:
             self.consumer.stop()
-        for task in (self._task, self._clock_task):
+        for task in (self._task, self._clock_task, self._analyst_task, self._watch_task):
             if task is None:
                 continue
             try:

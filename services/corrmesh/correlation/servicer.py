@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from corrmesh.correlation import analytics, feedback, links
+from corrmesh.correlation.analysis.analyst import Analyst
 from corrmesh.correlation.config import apply_update
 from corrmesh.correlation.edits import GroupEditRpcs
 from corrmesh.correlation.gate import EngineGate
@@ -68,6 +69,8 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
 
     #: Ingest's log, for timelines and performance; CorrelationApp.start() sets it.
     ingest_events: IngestReader | None = None
+    #: Set once the server starts; GetStats reports its backlog.
+    analyst: Analyst | None = None
 
     def __init__(
         self,
@@ -187,6 +190,7 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
             analyze_latency_p90=_duration(p90),
             analyze_latency_p99=_duration(p99),
             consumer_sequence=counters.consumer_sequence,
+            groups_awaiting_analysis=self.analyst.awaiting if self.analyst is not None else 0,
         )
 
     async def GetConfig(  # noqa: N802 (gRPC method name)

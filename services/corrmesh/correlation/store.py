@@ -12,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from corrmesh.correlation import config as config_module
+from corrmesh.correlation.dicom import store as dicom_store
 from corrmesh.correlation.groups import GroupState, datetime_us, micros_of
 from corrmesh.correlation.models import (
     ConsumerOffsetRow,
@@ -54,6 +58,14 @@ TRACKED_STATUSES = (
 )
 
 
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    """INSERT into group_links that skips a link already stored (after a merge
+    the same link can be made again from the other side)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(GroupLinkRow).on_conflict_do_nothing()
+    return sqlite.insert(GroupLinkRow).on_conflict_do_nothing()
+
+
 @dataclass(frozen=True, slots=True)
 class Offset:
     """How far the consumer got: the next Subscribe starts after ``sequence``."""
@@ -87,7 +99,8 @@ class CorrelationStore:
             row = session.get(CorrelationConfigRow, _CONFIG_ROW)
             if row is None:
                 return None
-            return correlation_pb2.CorrelationConfig.FromString(row.payload)
+            stored = correlation_pb2.CorrelationConfig.FromString(row.payload)
+            return config_module.with_defaults(stored)
 
     def save_config(self, config: correlation_pb2.CorrelationConfig) -> None:
         with self.sessions.begin() as session:
@@ -112,12 +125,13 @@ class CorrelationStore:
 
     def load_state(self, window_us: int, lateness_us: int) -> tuple[int, Restored]:
         """The committed offset and the engine state inside the window at that point."""
+        dicom = dicom_store.load_state(self.sessions)
         with self.sessions() as session:
             last = session.scalar(select(func.max(GroupUpdateRow.sequence))) or 0
             row = session.get(ConsumerOffsetRow, CONSUMER)
             if row is None or row.newest_event_at is None:
                 offset = 0 if row is None else row.sequence
-                return offset, Restored(next_sequence=last + 1)
+                return offset, Restored(next_sequence=last + 1, dicom=dicom)
             newest_us = micros_of(row.newest_event_at)
             horizon = datetime_us(newest_us - lateness_us - window_us)
             live = session.scalars(
@@ -139,6 +153,7 @@ class CorrelationStore:
                 groups=load_groups(session, live),
                 headers=load_headers(session, TRACKED_STATUSES, set(live)),
                 loners=[event_of(r) for r in loners],
+                dicom=dicom,
             )
 
     def load_groups(self, group_ids: list[str]) -> list[GroupState]:
@@ -174,20 +189,13 @@ class CorrelationStore:
                 session.execute(
                     update(EdgeRow).where(EdgeRow.group_id == old).values(group_id=into)
                 )
-                session.execute(
-                    update(GroupLinkRow).where(GroupLinkRow.group_id == old).values(group_id=into)
-                )
-                session.execute(
-                    update(GroupLinkRow)
-                    .where(GroupLinkRow.other_group_id == old)
-                    .values(other_group_id=into)
-                )
+                self._move_links(session, old, into)
                 session.execute(delete(GroupRow).where(GroupRow.group_id == old))
             if changes.rewritten:
                 self._rewrite(session, changes.rewritten)
             if changes.new_links:
                 session.execute(
-                    insert(GroupLinkRow),
+                    _insert_ignoring_duplicates(session),
                     [
                         {"group_id": g, "other_group_id": o, "relationship_type": t}
                         for g, o, t in changes.new_links
@@ -226,7 +234,28 @@ class CorrelationStore:
                         for u in changes.updates
                     ],
                 )
+            dicom_store.write_changes(session, changes.dicom)
             self._store_offset(session, changes, through_sequence, now)
+
+    @staticmethod
+    def _move_links(session: Session, old: str, into: str) -> None:
+        """``old``'s links become ``into``'s: links between the two and links
+        ``into`` already has go, so no link is stored twice."""
+        link = GroupLinkRow
+        session.execute(
+            delete(link).where(
+                or_(
+                    and_(link.group_id == old, link.other_group_id == into),
+                    and_(link.group_id == into, link.other_group_id == old),
+                )
+            )
+        )
+        has_out = select(link.other_group_id).where(link.group_id == into)
+        session.execute(delete(link).where(link.group_id == old, link.other_group_id.in_(has_out)))
+        session.execute(update(link).where(link.group_id == old).values(group_id=into))
+        has_in = select(link.group_id).where(link.other_group_id == into)
+        session.execute(delete(link).where(link.other_group_id == old, link.group_id.in_(has_in)))
+        session.execute(update(link).where(link.other_group_id == old).values(other_group_id=into))
 
     @staticmethod
     def _rewrite(session: Session, groups: list[GroupState]) -> None:
