@@ -1,4 +1,4 @@
-# The one entry point: setup, gen, lint, test, run, bench.
+# The one entry point: setup, gen, lint, test, run, bench, eval.
 # Every target installs what it needs first, so a fresh clone needs nothing else.
 
 PYTHON ?= python3
@@ -8,8 +8,9 @@ BUF := .tools/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+EVAL_SCENARIOS ?= ../shared/eval/scenarios
 
-.PHONY: setup gen gen-check lint test run bench clean
+.PHONY: setup gen gen-check lint test run bench eval clean
 
 setup: $(STAMP) $(BUF)
 
@@ -44,6 +45,10 @@ run: setup
 
 bench: setup
 	$(PY) -m tests.bench
+
+# Replays every labelled scenario through a fresh mesh and prints one row per set.
+eval: setup
+	$(VENV)/bin/corrmesh eval-all $(EVAL_SCENARIOS) --out var/eval
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

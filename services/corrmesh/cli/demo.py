@@ -192,7 +192,8 @@ async def run_scenario(
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             stats = await correlation_stub.GetStats(correlation_pb2.GetStatsRequest())
-            if stats.consumer_sequence >= head:
+            # Consumed, and every group's root cause and impact worked out.
+            if stats.consumer_sequence >= head and stats.groups_awaiting_analysis == 0:
                 break
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("Correlation did not consume the scenario in time")
@@ -200,6 +201,22 @@ async def run_scenario(
         listing = await correlation_stub.ListGroups(correlation_pb2.ListGroupsRequest())
         published = {r.event_id for r in reply.results}
         return [g for g in listing.groups if any(m.event_id in published for m in g.members)]
+
+
+def _add_analysis(tree: Tree, group: correlation_pb2.Group) -> None:
+    """What broke, why, and what else is affected."""
+    if not group.root_cause_candidates:
+        return
+    cause = tree.add("root cause")
+    if group.HasField("pattern"):
+        cause.add(f"[bold]{group.pattern.summary}[/bold] ({group.pattern.pattern})")
+        if group.pattern.recommended_action:
+            cause.add(f"next: {group.pattern.recommended_action}")
+    for rank, candidate in enumerate(group.root_cause_candidates[:3], start=1):
+        ref = candidate.resource
+        cause.add(f"{rank}. {ref.kind} {ref.name} ({candidate.score:.2f}): {candidate.reason}")
+    if group.impact_summary:
+        cause.add(group.impact_summary)
 
 
 def print_groups(groups: list[correlation_pb2.Group], console: Console) -> None:
@@ -218,6 +235,7 @@ def print_groups(groups: list[correlation_pb2.Group], console: Console) -> None:
         for edge in group.edges:
             pair = f"{labels.get(edge.from_event_id, '?')} - {labels.get(edge.to_event_id, '?')}"
             why.add(f"{pair}: {edge.reason} (score {edge.score:.2f})")
+        _add_analysis(tree, group)
         console.print(tree)
     grouped = sum(len(g.members) for g in groups)
     console.print(

@@ -1,4 +1,5 @@
-"""The ``corrmesh`` command: serve one service, bring the whole mesh up, run the demo."""
+"""The ``corrmesh`` command: serve one service, bring the whole mesh up, run the demo,
+evaluate the mesh on labelled scenarios."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from corrmesh.cli.demo import print_groups, run_scenario
 from corrmesh.cli.mesh import Mesh
+from corrmesh.evaluation.runner import evaluate_all, evaluate_one
 from corrmesh.runtime.settings import (
     INGEST_DICOM_AE_TITLE,
     INGEST_DICOM_PORT,
@@ -95,6 +99,31 @@ def demo(ingest: str, correlation: str, topology: str, console: Console) -> int:
     return 0
 
 
+def _stop_on_sigterm(*_: object) -> None:
+    # Unwinds like Ctrl-C, so the evaluation's mesh is stopped on the way out.
+    raise KeyboardInterrupt
+
+
+def evaluation(path: Path, out: Path, every: bool, console: Console) -> int:
+    """``corrmesh eval`` and ``eval-all``: one scenario, or every scenario under a root."""
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        if every:
+            evaluate_all(path, out, console)
+        else:
+            evaluate_one(path, out, console)
+    except KeyboardInterrupt:
+        console.print("interrupted; the evaluation mesh was stopped")
+        return 130
+    except (grpc.RpcError, RuntimeError, OSError, ValueError) as exc:
+        # RuntimeError covers a mesh that does not start and a replay the mesh refused.
+        console.print(f"[red]evaluation failed:[/red] {escape(str(exc))}")
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="corrmesh", description=__doc__)
@@ -107,6 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     demo_parser = commands.add_parser("demo", help="publish the demo scenario into a mesh")
     for service in ("ingest", "correlation", "topology"):
         demo_parser.add_argument(f"--{service}", default=default_address(service))
+    eval_parser = commands.add_parser(
+        "eval", help="replay a labelled scenario through a fresh mesh and score it"
+    )
+    eval_parser.add_argument("scenario", type=Path, help="scenario directory (or root with --all)")
+    eval_parser.add_argument("--out", type=Path, required=True, help="where the answer goes")
+    eval_parser.add_argument("--all", action="store_true", help="every scenario under the root")
+    eval_all_parser = commands.add_parser(
+        "eval-all", help="evaluate every scenario under a root and print one row per set"
+    )
+    eval_all_parser.add_argument("scenario", type=Path, help="root of the scenario sets")
+    eval_all_parser.add_argument("--out", type=Path, required=True, help="where answers go")
 
     if argv[:1] == ["serve"]:
         args, rest = parser.parse_known_args(argv)
@@ -118,6 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(up(args.var_dir, args.demo, console))
     if args.command == "demo":
         sys.exit(demo(args.ingest, args.correlation, args.topology, console))
+    if args.command in ("eval", "eval-all"):
+        every = args.command == "eval-all" or args.all
+        sys.exit(evaluation(args.scenario, args.out, every, console))
 
 
 if __name__ == "__main__":
