@@ -250,9 +250,13 @@ async def test_stuck_and_error_rate_alerts_are_group_updates_once_and_durable(
         }
         some = next(iter(stuck_alerts))
         assert (await group(m, some)).metadata["last_alert"] == stuck_alerts[some]
-        # A step in flight when Correlation stops.
+        # An association with two instances in flight when Correlation stops.
         await publish(
-            m, [step(resumed, identifiers(patient="P-R", accession="R-1"), RECEIVED, 130)]
+            m,
+            [
+                step(resumed, identifiers(patient="P-R", accession="R-1", number=n), RECEIVED, at)
+                for n, at in ((1, 130), (2, 130.5))
+            ],
         )
 
     async with mesh(database_url, tmp_path) as m:

@@ -27,7 +27,7 @@ def test_masked_update_changes_only_the_named_field() -> None:
     )
     assert bad == []
     assert result.temporal_window.seconds == 60
-    assert result.max_group_size == 100
+    assert result.max_group_size == default_config().max_group_size
     assert result.min_correlation_score == 0.5
 
 

@@ -325,8 +325,8 @@ def test_quiet_group_stabilises_then_archives_on_event_time() -> None:
     assert [(u.group.group_id, u.group.status) for u in later] == [
         (group_id, S.GROUP_STATUS_STABLE)
     ]
-    # A new member wakes it up.
-    feeder2 = Feeder(CorrelationEngine(lifecycle_config(stabilize_after=100)))
+    # A new member wakes it up (a quiet group would take only repeats).
+    feeder2 = Feeder(CorrelationEngine(lifecycle_config(stabilize_after=100, quiet_after=0)))
     feeder2.feed(event(0, fingerprint="g"))
     feeder2.feed(event(1, fingerprint="g"))
     feeder2.feed(event(170, event_id="bump"))

@@ -167,6 +167,31 @@ def test_camera_dicom_and_incident_details() -> None:
     assert alert.incident.ends_at == alert.occurred_at
 
 
+def test_an_alert_on_a_kubernetes_workload_is_still_an_alert() -> None:
+    """ITBench's alerts name Kubernetes workloads: their labels make them alerts,
+    firing from when they occur; a metric anomaly's labels do not."""
+    alert = to_event(
+        _item(
+            event(
+                1,
+                0,
+                "service/otel-demo/cart",
+                source="alertmanager",
+                attributes={"alertname": "HighRequestErrorRate", "service": "cart"},
+            )
+        )
+    )
+    _accepted_by_ingest(alert)
+    assert alert.domain == event_pb2.DOMAIN_KUBERNETES
+    assert alert.incident.alert_name == "HighRequestErrorRate"
+    assert alert.incident.status == event_pb2.ALERT_STATUS_UNSPECIFIED
+    assert alert.incident.starts_at == alert.occurred_at
+    anomaly = to_event(
+        _item(event(2, 0, "pod//frontend-0", source="trace", attributes={"status": "500"}))
+    )
+    assert anomaly.WhichOneof("details") is None
+
+
 def test_unknown_domain_and_bad_time_are_refused() -> None:
     with pytest.raises(ValueError, match="domain"):
         to_event(_item(event(1, 0, "pod//a", domain="weather")))

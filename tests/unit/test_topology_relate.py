@@ -50,14 +50,18 @@ def test_sharing_a_node_is_not_a_dependency_path() -> None:
 
 
 def test_sharing_a_dependency_or_a_dependent_is_no_chain() -> None:
+    """Two dependents of one resource are only CONNECTED: a failure of either
+    does not travel to the other, though they are linked through it."""
     graph, keys = build_cluster()
     relator = Relator(graph)
     # cache-0 and batch-1 both depend on api; frontend depends on api too.
     graph.add_edge(keys["Pod/cache-0"], keys["Service/api"], DEPENDENCY)
     graph.add_edge(keys["Pod/batch-1"], keys["Service/api"], DEPENDENCY)
     assert relate(relator, "Pod/cache-0", "Service/api") == ("DEPENDENCY", 1)
-    assert relate(relator, "Pod/cache-0", "Pod/batch-1") == ("UNRELATED", 0)
-    assert relate(relator, "Pod/cache-0", "Service/frontend") == ("UNRELATED", 0)
+    assert relate(relator, "Pod/cache-0", "Pod/batch-1") == ("CONNECTED", 2)
+    assert relate(relator, "Pod/cache-0", "Service/frontend") == ("CONNECTED", 2)
+    # Linked, but farther than asked: unrelated.
+    assert relate(relator, "Pod/cache-0", "Pod/batch-1", 1) == ("UNRELATED", 0)
     # A chain is related whichever end is asked first: mysql's failure reaches
     # api, and api's reaches cache-0.
     assert relate(relator, "Pod/cache-0", "Deployment/mysql") == ("DEPENDENCY", 2)
@@ -117,8 +121,8 @@ def test_components_stay_sound_as_edges_come_and_go() -> None:
     assert graph.linked(keys["Pod/batch-1"], web)
     assert relate(relator, "Pod/batch-1", "Pod/web-1") == ("DEPENDENCY", 1)
     # web-2 shares Service web with web-1, but a failure of either does not
-    # travel to the other through it.
-    assert relate(relator, "Pod/batch-1", "Pod/web-2") == ("UNRELATED", 0)
+    # travel to the other through it: batch-1 and web-2 are only linked.
+    assert relate(relator, "Pod/batch-1", "Pod/web-2") == ("CONNECTED", 3)
 
 
 def test_a_batch_answers_as_pair_by_pair_and_names_pairs_without_uids() -> None:

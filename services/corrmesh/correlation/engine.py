@@ -52,6 +52,7 @@ from corrmesh.correlation.strategies import (
     StrategyContext,
     create_strategies,
 )
+from corrmesh.correlation.strategies.topology import CONNECTED_WITHIN_US
 from corrmesh.correlation.window import EventInfo, EventWindow, indexed_tokens
 from corrmesh.v1 import correlation_pb2, event_pb2, topology_pb2
 
@@ -67,6 +68,7 @@ RELATED_KINDS = frozenset(
         topology_pb2.RELATION_KIND_OWNER,
         topology_pb2.RELATION_KIND_SIBLING,
         topology_pb2.RELATION_KIND_DEPENDENCY,
+        topology_pb2.RELATION_KIND_CONNECTED,
     }
 )
 
@@ -111,6 +113,7 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         self.config = config
         self._window_us = duration_us(config.temporal_window)
         self._lateness_us = duration_us(config.allowed_lateness)
+        self.configure_placement(config)
         camera = config.multi_camera
         self._camera_same_controller = camera.require_same_controller
         self._camera_class = camera_classes(camera.similar_types)
@@ -322,8 +325,13 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
                 continue
             if found is None:
                 found = {c.event.event_id: c for c in plan.candidates}
+            reach = (
+                CONNECTED_WITHIN_US
+                if answer[0] == topology_pb2.RELATION_KIND_CONNECTED
+                else self._window_us
+            )
             for event in self.window.by_resource(key, TOPOLOGY_EVENTS_PER_RESOURCE):
-                if abs(event.occurred_us - info.occurred_us) > self._window_us:
+                if abs(event.occurred_us - info.occurred_us) > reach:
                     continue
                 entry = found.get(event.event_id)
                 if entry is None:

@@ -68,6 +68,8 @@ class GroupState:
     links: list[tuple[str, int]] = field(default_factory=list)
     #: Fingerprints (or resource keys) still firing; a resolving event removes its own.
     open_keys: set[str] = field(default_factory=set)
+    #: Keys of alerts still firing: while any is, the group is never quiet.
+    firing: set[str] = field(default_factory=set)
     fingerprints: list[str] = field(default_factory=list)
     resource_keys: set[str] = field(default_factory=set)
     #: event id -> the members it has edges with (correlated_event_ids).
@@ -94,8 +96,11 @@ class GroupState:
         key = event.fingerprint or event.resource_key or event.event_id
         if event.resolves:
             self.open_keys.discard(key)
+            self.firing.discard(key)
         else:
             self.open_keys.add(key)
+            if event.fires:
+                self.firing.add(key)
             if (
                 event.fingerprint
                 and event.fingerprint not in self.fingerprints
@@ -118,6 +123,7 @@ class GroupState:
         self.members, self.edges, self.neighbours = {}, [], {}
         self.member_count, self.severity, self.edge_score_sum, self.edge_count = 0, 0, 0.0, 0
         self.open_keys, self.fingerprints, self.resource_keys = set(), [], set()
+        self.firing = set()
         for member in sorted(members, key=lambda m: m.sequence):
             self.add_member(member)
         for edge in edges:

@@ -6,6 +6,22 @@ matched (folding in the other matched groups above ``merge_threshold``), opens
 a group with the lone events it matched, continues a group that reached
 ``max_group_size`` in a new linked one, or opens a recurrence of a resolved
 group it matches.
+
+Two rules keep incidents that overlap in time and resources apart, which
+pairwise scores alone cannot (an incident's events are dense while it lasts;
+the next one on the same services starts after a pause or while this one
+is still going):
+
+- ``quiet_after``: a group with no new event for that long of event time,
+  and no alert still firing in it, takes only repeats of a series it holds
+  (:attr:`EventInfo.repeats`, a Kubernetes Event counted again) and events
+  of a flow it holds (one correlation id); other matches with it are set
+  aside, and the event joins or opens another group.
+  A firing alert says its problem is ongoing however long the next alert
+  takes (rules wait their ``for:`` before firing).
+- ``merge_within``: matched groups merge only when their first events lie
+  that close together, the fragments of one onset; an event matching two
+  established groups joins the larger and leaves the other as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from corrmesh.correlation.changes import ChangeLog
+from corrmesh.correlation.config import duration_us
 from corrmesh.correlation.groups import Edge, GroupState
 from corrmesh.correlation.lifecycle import OPEN_FOR_JOINING
 from corrmesh.correlation.strategies import Match
@@ -60,6 +77,24 @@ class PlacementMixin:
     link: Callable[[str, GroupState, int], None]
     move_links: Callable[[GroupState, GroupState], None]
 
+    def configure_placement(self, config: correlation_pb2.CorrelationConfig) -> None:
+        """Reads the placement rules of ``config`` (see the module docstring)."""
+        self._quiet_us = duration_us(config.quiet_after)
+        self._merge_within_us = duration_us(config.merge_within)
+
+    def _quiet_for(self, info: EventInfo, candidate: EventInfo, group: GroupState) -> bool:
+        """True when ``group`` is quiet and ``info`` does not carry on from
+        ``candidate``: no repeat of its series, not its flow (one correlation
+        id: a DICOM association pausing between series), and no resolution
+        (an alert's end reaches its group however late)."""
+        return (
+            0 < self._quiet_us < info.occurred_us - group.last_us
+            and not group.firing
+            and not info.resolves
+            and not (info.repeats and info.fingerprint == candidate.fingerprint)
+            and info.correlation_id != candidate.correlation_id
+        )
+
     def _place(self, info: EventInfo, matches: list[tuple[EventInfo, Match]]) -> None:
         if not matches and not (
             info.fingerprint in self.resolved_fingerprints and not info.resolves
@@ -73,6 +108,8 @@ class PlacementMixin:
             group_id = candidate.group_id
             if group_id is None:
                 loners.append(candidate)
+            elif self._quiet_for(info, candidate, self.groups[group_id]):
+                continue
             elif self.groups[group_id].status in OPEN_FOR_JOINING or info.resolves:
                 open_best.setdefault(group_id, match.score)
             else:
@@ -96,6 +133,7 @@ class PlacementMixin:
                     other_id != base_id
                     and open_best[other_id] >= self.config.merge_threshold
                     and size + other.member_count <= max_size
+                    and self._onsets_close(group, other)
                 ):
                     merged.append(other_id)
                     size += other.member_count
@@ -107,6 +145,11 @@ class PlacementMixin:
         edges = self._connect(group, info, matches, now)
         delta = None if merged else (joined, edges)
         self.changed(group, kind, [info.event_id], now, delta, merged, cause=info)
+
+    def _onsets_close(self, group: GroupState, other: GroupState) -> bool:
+        return not self._merge_within_us or (
+            abs(group.first_us - other.first_us) <= self._merge_within_us
+        )
 
     def _open_group(
         self,

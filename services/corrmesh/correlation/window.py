@@ -46,6 +46,28 @@ def _resolves(event: event_pb2.Event) -> bool:
     return event.attributes.get(RESOLVES_ATTRIBUTE, "").lower() == "true"
 
 
+def _repeats(event: event_pb2.Event) -> bool:
+    """True when the source says this is its problem again, not a new one: a
+    Kubernetes Event the cluster counted again, an alert still firing since
+    before this notice."""
+    details = event.WhichOneof("details")
+    if details == "kubernetes":
+        return event.kubernetes.count >= 2
+    if details == "incident" and event.incident.HasField("starts_at"):
+        started = event.incident.starts_at
+        occurred = event.occurred_at
+        return (started.seconds, started.nanos) < (occurred.seconds, occurred.nanos)
+    return False
+
+
+def _fires(event: event_pb2.Event) -> bool:
+    """True for an alert that stays firing until its source says it resolved."""
+    return (
+        event.WhichOneof("details") == "incident"
+        and event.incident.status != event_pb2.ALERT_STATUS_RESOLVED
+    )
+
+
 @dataclass(slots=True)
 class EventInfo:
     """What the engine keeps of an event: enough to score, group and store it."""
@@ -69,6 +91,11 @@ class EventInfo:
     detection_type: str = ""
     #: True for an event that says something is over (a resolved alert).
     resolves: bool = False
+    #: True for a repeat of a series its source counts (see :func:`_repeats`):
+    #: it may still join a quiet group holding that series.
+    repeats: bool = False
+    #: True for an alert that fires until resolved: its group is never quiet meanwhile.
+    fires: bool = False
     #: The group it belongs to; None while it is alone.
     group_id: str | None = None
     #: Key in the camera index (controller and detection class); "" for other events.
@@ -105,6 +132,8 @@ class EventInfo:
             controller_id=camera.controller_id if camera else "",
             detection_type=camera.detection_type.lower() if camera else "",
             resolves=_resolves(event),
+            repeats=_repeats(event),
+            fires=_fires(event),
         )
 
 

@@ -165,6 +165,8 @@ def _incident(event: event_pb2.Event, attributes: Mapping[str, str], _severity: 
 
 
 _Details = Callable[[event_pb2.Event, Mapping[str, str], str], None]
+#: The label every Prometheus alert carries (a trace anomaly's "status" is no alert).
+ALERT_NAME = "alertname"
 
 #: Typed details per domain, and the attribute keys whose presence calls for them
 #: (some Kubernetes-domain sets carry metric or alert labels, not Event fields).
@@ -215,4 +217,8 @@ def to_event(item: ScenarioEvent) -> event_pb2.Event:
     mapped = DETAILS.get(domain)
     if mapped is not None and mapped[1] & attributes.keys():
         mapped[0](event, attributes, severity)
+    elif ALERT_NAME in attributes:
+        # An alertname makes it an alert whatever domain its resource is in
+        # (ITBench's alerts fire on Kubernetes workloads): it fires until resolved.
+        _incident(event, attributes, severity)
     return event

@@ -12,6 +12,10 @@ The strongest relation wins, in RelationKind's order:
   resources that merely share something (two Pods on one Node, two callers
   of one service, two Pods mounting one ConfigMap) are not a chain through
   it: if the shared resource fails, each relates to it directly;
+- CONNECTED: no failure path, but linked within ``max_distance`` edges walked
+  either way (those two Pods, those two callers, a caller's Pod and the Pod
+  behind the service it calls): the correlation engine counts it only for
+  events seconds apart, where a shared cause is the likely story;
 - UNRELATED otherwise, and UNKNOWN when either is not in the graph.
 
 Every relation farther than ``max_distance`` counts as unrelated. Answers
@@ -43,6 +47,7 @@ SAME_RESOURCE = topology_pb2.RELATION_KIND_SAME_RESOURCE
 OWNER_RELATION = topology_pb2.RELATION_KIND_OWNER
 SIBLING = topology_pb2.RELATION_KIND_SIBLING
 DEPENDENCY = topology_pb2.RELATION_KIND_DEPENDENCY
+CONNECTED = topology_pb2.RELATION_KIND_CONNECTED
 UNRELATED = topology_pb2.RELATION_KIND_UNRELATED
 UNKNOWN = topology_pb2.RELATION_KIND_UNKNOWN
 
@@ -190,6 +195,9 @@ def relate_keys(graph: TopologyGraph, a: Key, b: Key, max_distance: int) -> Rela
     distance = propagation_distance(graph, a, b, max_distance)
     if distance is not None:
         return (DEPENDENCY, distance)
+    distance = shortest_distance(graph, a, b, max_distance, ALL_EDGE_TYPES)
+    if distance is not None:
+        return (CONNECTED, distance)
     return (UNRELATED, 0)
 
 

@@ -1624,6 +1624,8 @@ class CorrelationConfig(_message.Message):
     STRATEGIES_FIELD_NUMBER: _builtins.int
     MULTI_CAMERA_FIELD_NUMBER: _builtins.int
     DICOM_ALERTS_FIELD_NUMBER: _builtins.int
+    QUIET_AFTER_FIELD_NUMBER: _builtins.int
+    MERGE_WITHIN_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     min_correlation_score: _builtins.float
     max_group_size: _builtins.int
@@ -1649,6 +1651,20 @@ class CorrelationConfig(_message.Message):
     def multi_camera(self) -> Global___MultiCameraConfig: ...
     @_builtins.property
     def dicom_alerts(self) -> Global___DicomAlertConfig: ...
+    @_builtins.property
+    def quiet_after(self) -> _duration_pb2.Duration:
+        """A group with no new event for this long of event time is quiet: it takes
+        only repeats of a series it already holds (a Kubernetes Event the cluster
+        counted again); anything else starts a group of its own. 0 turns it off.
+        """
+
+    @_builtins.property
+    def merge_within(self) -> _duration_pb2.Duration:
+        """Groups an event matches merge only when their first events lie within
+        this long of each other (fragments of one onset), not two incidents that
+        came to touch later: the event then joins one of them. 0: any may merge.
+        """
+
     def __init__(
         self,
         *,
@@ -1667,10 +1683,12 @@ class CorrelationConfig(_message.Message):
         strategies: _abc.Iterable[Global___StrategyConfig] | None = ...,
         multi_camera: Global___MultiCameraConfig | None = ...,
         dicom_alerts: Global___DicomAlertConfig | None = ...,
+        quiet_after: _duration_pb2.Duration | None = ...,
+        merge_within: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "dicom_alerts", b"dicom_alerts", "multi_camera", b"multi_camera", "stabilize_after", b"stabilize_after", "temporal_window", b"temporal_window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "dicom_alerts", b"dicom_alerts", "merge_within", b"merge_within", "multi_camera", b"multi_camera", "quiet_after", b"quiet_after", "stabilize_after", b"stabilize_after", "temporal_window", b"temporal_window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "auto_merge_groups", b"auto_merge_groups", "dicom_alerts", b"dicom_alerts", "enabled", b"enabled", "max_group_size", b"max_group_size", "merge_threshold", b"merge_threshold", "min_correlation_score", b"min_correlation_score", "min_events_to_activate", b"min_events_to_activate", "min_score_to_activate", b"min_score_to_activate", "multi_camera", b"multi_camera", "pattern_similarity_threshold", b"pattern_similarity_threshold", "stabilize_after", b"stabilize_after", "strategies", b"strategies", "temporal_window", b"temporal_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness", b"allowed_lateness", "archive_after", b"archive_after", "auto_merge_groups", b"auto_merge_groups", "dicom_alerts", b"dicom_alerts", "enabled", b"enabled", "max_group_size", b"max_group_size", "merge_threshold", b"merge_threshold", "merge_within", b"merge_within", "min_correlation_score", b"min_correlation_score", "min_events_to_activate", b"min_events_to_activate", "min_score_to_activate", b"min_score_to_activate", "multi_camera", b"multi_camera", "pattern_similarity_threshold", b"pattern_similarity_threshold", "quiet_after", b"quiet_after", "stabilize_after", b"stabilize_after", "strategies", b"strategies", "temporal_window", b"temporal_window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

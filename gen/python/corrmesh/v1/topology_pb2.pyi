@@ -118,6 +118,12 @@ class _RelationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Relation
     RELATION_KIND_UNRELATED: _RelationKind.ValueType  # 5
     RELATION_KIND_UNKNOWN: _RelationKind.ValueType  # 6
     """One of the two is not in the graph."""
+    RELATION_KIND_CONNECTED: _RelationKind.ValueType  # 7
+    """Linked in the graph, but no failure of one travels to the other: they
+    share something (two Pods on one Node in a declared topology, two
+    callers of one service) or meet only through a caller. The weakest
+    relation; distance = edges on the shortest path, either way.
+    """
 
 class RelationKind(_RelationKind, metaclass=_RelationKindEnumTypeWrapper):
     """How two resources relate, strongest first."""
@@ -133,6 +139,12 @@ RELATION_KIND_DEPENDENCY: RelationKind.ValueType  # 4
 RELATION_KIND_UNRELATED: RelationKind.ValueType  # 5
 RELATION_KIND_UNKNOWN: RelationKind.ValueType  # 6
 """One of the two is not in the graph."""
+RELATION_KIND_CONNECTED: RelationKind.ValueType  # 7
+"""Linked in the graph, but no failure of one travels to the other: they
+share something (two Pods on one Node in a declared topology, two
+callers of one service) or meet only through a caller. The weakest
+relation; distance = edges on the shortest path, either way.
+"""
 Global___RelationKind: _TypeAlias = RelationKind  # noqa: Y015
 
 class _ChangeType:
