@@ -9,8 +9,11 @@ source alone, measured in the same run; the target is at most 1.2 x slowest +
 5 ms. "Alone" is measured two ways, both printed: until the answer is complete
 (the final C-FIND status; the spanner's own client releases its associations
 after that, off the answer's path) and the full exchange a client querying the
-source alone goes through (associate, C-FIND, release). Then the time to fold
-100,000 matches with each dedup strategy (target: under 1 s).
+source alone goes through (associate, C-FIND, release, until the A-RELEASE-RP
+arrives). The spanning SCP is measured both ways too, by the same client code as
+the sources, and each of its figures is judged against the slowest source
+measured the same way. Then the time to fold 100,000 matches with each dedup
+strategy (target: under 1 s).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import grpc
 import httpx
 from pydicom import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from rich.console import Console
 from rich.table import Table
 
@@ -45,6 +48,10 @@ ROUNDS = 30
 WARMUP = 3
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 DEDUP_MATCHES = 100_000
+SCP_ANSWER = "spanning SCP, C-FIND answer"
+SCP_EXCHANGE = "spanning SCP, full exchange"
+#: Doors a DICOM client uses exactly as it uses a source: judged like for like.
+LIKE_FOR_LIKE = {SCP_ANSWER: "answer", SCP_EXCHANGE: "full"}
 
 
 def _study_keys() -> Dataset:
@@ -63,32 +70,42 @@ def c_find(ae_title: str, port: int) -> Callable[[], object]:
     )
 
 
-def c_find_exchange(ae_title: str, port: int) -> Callable[[], object]:
-    """The same C-FIND as one full exchange: associate, find, release."""
+def c_find_exchange(ae_title: str, port: int) -> Callable[[], float]:
+    """The same C-FIND as one full exchange: associate, find, release. Returns the
+    seconds until the A-RELEASE-RP arrived, which ends the exchange with the peer:
+    pynetdicom's ``release()`` returns only after its own threads have wound down
+    (``Association.kill()`` looks again every 10 ms), time that belongs to this
+    client, not to the peer, and comes in 10 ms steps."""
     remote = dimse.Remote(ae_title, "127.0.0.1", port)
 
-    def exchange() -> None:
+    def exchange() -> float:
+        released: list[float] = []
+        started = time.perf_counter()
         ae = AE(ae_title="BENCH")
         ae.add_requested_context(STUDY_ROOT_FIND)
-        assoc = dimse.associate(ae, remote, 10)
+        on_released = (evt.EVT_RELEASED, lambda _event: released.append(time.perf_counter()))
+        assoc = dimse.associate(ae, remote, 10, [on_released])
         try:
             statuses = [int(s.Status) for s, _ in assoc.send_c_find(_study_keys(), STUDY_ROOT_FIND)]
             assert statuses[-1] == 0x0000, statuses
         finally:
             assoc.release()
+        return (released[0] if released else time.perf_counter()) - started
 
     return exchange
 
 
 async def median_ms(call: Callable[[], Awaitable[object]]) -> float:
-    """The median wall time of ``call`` over ROUNDS, after WARMUP unmeasured calls."""
+    """The median time of ``call`` over ROUNDS, after WARMUP unmeasured calls: the
+    seconds it returns when it measures itself, else its wall time."""
     for _ in range(WARMUP):
         await call()
     samples = []
     for _ in range(ROUNDS):
         started = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - started)
+        measured = await call()
+        elapsed = time.perf_counter() - started
+        samples.append(measured if isinstance(measured, float) else elapsed)
     return statistics.median(samples) * 1000
 
 
@@ -143,9 +160,9 @@ async def through_spanner(peers: Peers, var_dir: Path) -> dict[str, float]:
                     lambda: run_query(stub, config_id, pb.QUERY_LEVEL_STUDY, keys)
                 )
             }
-        out["spanning SCP (C-FIND)"] = await median_ms(
-            blocking(c_find(peers.spanner_ae, peers.spanner_port))
-        )
+        scp = (peers.spanner_ae, peers.spanner_port)
+        out[SCP_ANSWER] = await median_ms(blocking(c_find(*scp)))
+        out[SCP_EXCHANGE] = await median_ms(blocking(c_find_exchange(*scp)))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
 
             async def qido() -> None:
@@ -172,6 +189,10 @@ async def qido_alone(peers: Peers) -> dict[str, float]:
 
 
 async def measure(console: Console) -> None:
+    # The client logs as the Spanner's own does (not at all): pynetdicom's logging
+    # handlers cost the client time per match, which would weigh on the spanner's
+    # answer (the union of the sources) more than on any one source's.
+    dimse.quiet_pynetdicom()
     with tempfile.TemporaryDirectory(prefix="corrmesh-bench-") as tmp:
         root = Path(tmp)
         with running_peers(root / "peers") as peers:
@@ -184,9 +205,8 @@ async def measure(console: Console) -> None:
             exchanges = {p.name: c_find_exchange(p.ae_title, p.port) for p in peers.all}
             full = {name: await median_ms(blocking(ex)) for name, ex in exchanges.items()}
 
-            def in_sequence() -> None:
-                for exchange in exchanges.values():
-                    exchange()
+            def in_sequence() -> float:
+                return sum(exchange() for exchange in exchanges.values())
 
             sequence = await median_ms(blocking(in_sequence))
             web_alone = await qido_alone(peers)
@@ -211,11 +231,16 @@ async def measure(console: Console) -> None:
         row(f"spanner: {door}", ms)
     console.print(table)
     for door, ms in spanned.items():
-        console.print(
-            f"spanner {door}: {ms:.1f} ms; target vs answer-only slowest <= {target:.1f} ms "
-            f"({'ok' if ms <= target else 'MISSED'}), vs full-exchange slowest "
-            f"<= {target_full:.1f} ms ({'ok' if ms <= target_full else 'MISSED'})"
-        )
+        basis = LIKE_FOR_LIKE.get(door)
+        verdicts = [
+            f"vs {kind} slowest <= {limit:.1f} ms ({'ok' if ms <= limit else 'MISSED'})"
+            for kind, key, limit in (
+                ("answer-only", "answer", target),
+                ("full-exchange", "full", target_full),
+            )
+            if basis in (None, key)
+        ]
+        console.print(f"spanner {door}: {ms:.1f} ms; target " + ", ".join(verdicts))
 
     table = Table(title=f"corrmesh bench: dedup of {DEDUP_MATCHES:,} matches")
     for column in ("strategy", "seconds", "target"):
