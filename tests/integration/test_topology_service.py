@@ -68,7 +68,8 @@ async def test_dependencies_answer_impact_path_and_relations(database_url: str) 
             )
         )
         assert [(r.index, r.kind, r.distance) for r in relations.relations] == [
-            (0, R.Value("RELATION_KIND_UNRELATED"), 0),
+            # Linked, two edges away: farther than max_distance.
+            (0, R.Value("RELATION_KIND_UNRELATED"), 2),
             (1, R.Value("RELATION_KIND_SAME_RESOURCE"), 0),
             (2, R.Value("RELATION_KIND_UNKNOWN"), 0),
         ]

@@ -162,3 +162,44 @@ def test_a_group_with_a_firing_alert_is_not_quiet() -> None:
     (joined,) = feeder.feed(firing(90, "c", "errors"))
     assert joined.type == U.GROUP_UPDATE_TYPE_MEMBER_ADDED
     assert joined.group.group_id == group_of(feeder, "a")
+
+
+def _burst(feeder: Feeder, at: float) -> str:
+    """A group of three events on pod api-1 ending at ``at``; its id."""
+    for offset in (2, 1, 0):
+        feeder.feed(event(at - offset, fingerprint="burst", resource=pod("api-1")), apart)
+    group = group_of(feeder, next(iter(feeder.engine.window.events)))
+    assert group is not None
+    return group
+
+
+def apart(_a: str, _b: str) -> Relation | None:
+    """Nothing in the graph links the two."""
+    return (topology_pb2.RELATION_KIND_UNRELATED, 0)
+
+
+def far(_a: str, _b: str) -> Relation | None:
+    """Linked, but farther than asked."""
+    return (topology_pb2.RELATION_KIND_UNRELATED, 4)
+
+
+def unknown(_a: str, _b: str) -> Relation | None:
+    return (topology_pb2.RELATION_KIND_UNKNOWN, 0)
+
+
+def test_an_isolated_resource_joins_the_burst_around_it() -> None:
+    feeder = Feeder()
+    burst = _burst(feeder, 20)
+    (joined,) = feeder.feed(event(25, event_id="db", resource=pod("mongodb-0")), apart)
+    assert joined.group.group_id == burst
+    (edge,) = [e for e in joined.group.edges if e.to_event_id == "db"]
+    assert edge.reason.startswith("related to nothing failing per topology; 3 event(s)")
+    # Long after the burst there is nothing to join.
+    assert feeder.feed(event(60, event_id="late", resource=pod("mongodb-1")), apart) == []
+
+
+def test_a_resource_linked_farther_away_or_unknown_is_not_isolated() -> None:
+    for relation in (far, unknown):
+        feeder = Feeder()
+        _burst(feeder, 20)
+        assert feeder.feed(event(25, resource=pod("rollout-new-0")), relation) == []

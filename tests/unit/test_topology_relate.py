@@ -60,8 +60,8 @@ def test_sharing_a_dependency_or_a_dependent_is_no_chain() -> None:
     assert relate(relator, "Pod/cache-0", "Service/api") == ("DEPENDENCY", 1)
     assert relate(relator, "Pod/cache-0", "Pod/batch-1") == ("CONNECTED", 2)
     assert relate(relator, "Pod/cache-0", "Service/frontend") == ("CONNECTED", 2)
-    # Linked, but farther than asked: unrelated.
-    assert relate(relator, "Pod/cache-0", "Pod/batch-1", 1) == ("UNRELATED", 0)
+    # Linked, but farther than asked: unrelated, at max_distance + 1.
+    assert relate(relator, "Pod/cache-0", "Pod/batch-1", 1) == ("UNRELATED", 2)
     # A chain is related whichever end is asked first: mysql's failure reaches
     # api, and api's reaches cache-0.
     assert relate(relator, "Pod/cache-0", "Deployment/mysql") == ("DEPENDENCY", 2)
@@ -80,8 +80,8 @@ def test_relations_farther_than_max_distance_are_unrelated() -> None:
     graph, _keys = build_cluster()
     relator = Relator(graph)
     assert relate(relator, "Service/frontend", "Pod/mysql-0", 4) == ("DEPENDENCY", 4)
-    assert relate(relator, "Service/frontend", "Pod/mysql-0", 3) == ("UNRELATED", 0)
-    assert relate(relator, "Deployment/web", "Pod/web-2", 1) == ("UNRELATED", 0)
+    assert relate(relator, "Service/frontend", "Pod/mysql-0", 3) == ("UNRELATED", 4)
+    assert relate(relator, "Deployment/web", "Pod/web-2", 1) == ("UNRELATED", 2)
 
 
 def test_cached_answers_follow_graph_changes() -> None:
@@ -114,9 +114,11 @@ def test_components_stay_sound_as_edges_come_and_go() -> None:
     assert not graph.linked(keys["Pod/batch-1"], web)
     # Cut frontend off from web: web's side is a component of its own now.
     graph.remove_edge(keys["Service/frontend"], keys["Service/web"], DEPENDENCY)
-    assert relate(relator, "Pod/web-1", "Pod/mysql-0") == ("UNRELATED", 0)
+    # Perhaps still linked, as far as the stale components know: not "apart".
+    assert relate(relator, "Pod/web-1", "Pod/mysql-0") == ("UNRELATED", 5)
     graph._components.stale = 10**6  # as if many removals had happened
     assert not graph.linked(web, mysql)
+    assert relate(Relator(graph), "Pod/web-1", "Pod/mysql-0") == ("UNRELATED", 0)
     graph.add_edge(keys["Pod/batch-1"], web, DEPENDENCY)
     assert graph.linked(keys["Pod/batch-1"], web)
     assert relate(relator, "Pod/batch-1", "Pod/web-1") == ("DEPENDENCY", 1)

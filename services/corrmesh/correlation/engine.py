@@ -10,8 +10,10 @@ measured on event time, so replaying the same events gives the same groups.
 
 ``analyse`` (prepare + apply) costs O(K + T·E + C·S + u) per event: K the
 index lookups, each bounded (``LIMITS``); T ≤ ``TOPOLOGY_RESOURCES`` resources
-of the cluster with E ≤ ``TOPOLOGY_EVENTS_PER_RESOURCE`` events each; C ≤ the
-sum of those bounds the candidates; S the enabled strategies; u the members
+of the cluster with E ≤ ``neighbours.EVENTS_PER_RESOURCE`` events each; C ≤ the
+sum of those bounds the candidates; S the enabled strategies (plus, for an
+event on a resource nothing links to the others, one scan of
+``coincidence.SCANNED_EVENTS`` recent events); u the members
 and edges the emitted update carries (all of them only when groups are
 created or merged). Nothing depends on the number of events in the window or
 of groups in memory; lifecycle transitions cost O(log G) each when due.
@@ -25,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from corrmesh.correlation.changes import ChangeLog
+from corrmesh.correlation.coincidence import coincident_match
 from corrmesh.correlation.config import (
     StrategySettings,
     camera_classes,
@@ -35,6 +38,7 @@ from corrmesh.correlation.dicom.rollups import DicomGroupsMixin
 from corrmesh.correlation.groups import GroupState
 from corrmesh.correlation.lifecycle import LifecycleMixin
 from corrmesh.correlation.manual import ManualEditsMixin
+from corrmesh.correlation.neighbours import related_candidates
 from corrmesh.correlation.placement import PlacementMixin
 from corrmesh.correlation.plans import Candidate, Changes, PairRefs, Plan, Restored, pair_key
 from corrmesh.correlation.resources import resource_key
@@ -52,26 +56,13 @@ from corrmesh.correlation.strategies import (
     StrategyContext,
     create_strategies,
 )
-from corrmesh.correlation.strategies.topology import CONNECTED_WITHIN_US
 from corrmesh.correlation.window import EventInfo, EventWindow, indexed_tokens
-from corrmesh.v1 import correlation_pb2, event_pb2, topology_pb2
+from corrmesh.v1 import correlation_pb2, event_pb2
 
 #: Newest entries read per key of each index.
 LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64, CORRELATION: 50}
 TOPOLOGY_RESOURCES = 32
-TOPOLOGY_EVENTS_PER_RESOURCE = 4
 _BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
-#: Topology answers that make a neighbour's events candidates.
-RELATED_KINDS = frozenset(
-    {
-        topology_pb2.RELATION_KIND_SAME_RESOURCE,
-        topology_pb2.RELATION_KIND_OWNER,
-        topology_pb2.RELATION_KIND_SIBLING,
-        topology_pb2.RELATION_KIND_DEPENDENCY,
-        topology_pb2.RELATION_KIND_CONNECTED,
-    }
-)
-
 Enabled = list[tuple[Strategy, StrategySettings, int]]
 
 
@@ -297,10 +288,17 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         start = len(self.log.updates)
         info = plan.event
         self._context.relation = relation
-        candidates = plan.candidates
+        candidates, isolated = plan.candidates, False
         if plan.neighbours:
-            candidates = self._related_candidates(plan, relation)
-        self._place(info, self._score(info, candidates))
+            candidates, isolated = related_candidates(
+                plan, relation, self.window, self._window_us, _BIT[TOPOLOGY]
+            )
+        matches = self._score(info, candidates)
+        if isolated:
+            found = coincident_match(info, self.window, self.groups)
+            if found is not None and all(c.group_id != found[0].group_id for c, _ in matches):
+                matches.append(found)
+        self._place(info, matches)
         self.window.add(info)
         if info.group_id is None:
             self.log.lone_new[info.event_id] = info
@@ -311,35 +309,6 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         self._arrival_wall_us = time.time_ns() // 1000
         self.advance(info.occurred_us)
         return self.log.updates[start:]
-
-    def _related_candidates(
-        self, plan: Plan, relation: Callable[[str, str], Relation | None]
-    ) -> list[Candidate]:
-        """``plan``'s candidates plus recent events of the neighbours Topology relates."""
-        info, bit = plan.event, _BIT[TOPOLOGY]
-        found: dict[str, Candidate] | None = None
-        extra: list[Candidate] = []
-        for key, _ref in plan.neighbours:
-            answer = relation(info.resource_key, key)
-            if answer is None or answer[0] not in RELATED_KINDS:
-                continue
-            if found is None:
-                found = {c.event.event_id: c for c in plan.candidates}
-            reach = (
-                CONNECTED_WITHIN_US
-                if answer[0] == topology_pb2.RELATION_KIND_CONNECTED
-                else self._window_us
-            )
-            for event in self.window.by_resource(key, TOPOLOGY_EVENTS_PER_RESOURCE):
-                if abs(event.occurred_us - info.occurred_us) > reach:
-                    continue
-                entry = found.get(event.event_id)
-                if entry is None:
-                    found[event.event_id] = entry = Candidate(event, bit)
-                    extra.append(entry)
-                else:
-                    entry.found_by |= bit
-        return plan.candidates + extra if extra else plan.candidates
 
     def tick(self, wall_us: int) -> list[correlation_pb2.GroupUpdate]:
         """On a quiet stream, moves event time on with the wall clock since the last event."""

@@ -16,7 +16,10 @@ The strongest relation wins, in RelationKind's order:
   either way (those two Pods, those two callers, a caller's Pod and the Pod
   behind the service it calls): the correlation engine counts it only for
   events seconds apart, where a shared cause is the likely story;
-- UNRELATED otherwise, and UNKNOWN when either is not in the graph.
+- UNRELATED otherwise, at distance ``max_distance + 1`` when a longer path
+  links them and 0 when nothing does (separate parts of the graph: what the
+  correlation engine calls an isolated resource), and UNKNOWN when either
+  is not in the graph.
 
 Every relation farther than ``max_distance`` counts as unrelated. Answers
 are cached per pair until the graph next changes, since the correlation
@@ -198,7 +201,7 @@ def relate_keys(graph: TopologyGraph, a: Key, b: Key, max_distance: int) -> Rela
     distance = shortest_distance(graph, a, b, max_distance, ALL_EDGE_TYPES)
     if distance is not None:
         return (CONNECTED, distance)
-    return (UNRELATED, 0)
+    return (UNRELATED, max_distance + 1)
 
 
 def _sibling_distance(

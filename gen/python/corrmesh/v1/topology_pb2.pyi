@@ -674,7 +674,10 @@ class ResourceRelation(_message.Message):
     index: _builtins.int
     kind: Global___RelationKind.ValueType
     distance: _builtins.int
-    """Edges between the two; 0 for the same resource."""
+    """Edges between the two; 0 for the same resource. For UNRELATED:
+    max_distance + 1 when a longer path links them, 0 when nothing in the
+    graph does (they lie in separate parts of it).
+    """
     def __init__(
         self,
         *,
