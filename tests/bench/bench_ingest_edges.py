@@ -11,6 +11,9 @@ Webhook: the same Alertmanager v4 notifications posted with a fixed number
 in flight to a bare uvicorn/Starlette receiver, then to Ingest's webhook,
 which answers after its events are durable. Rate: alerts per second.
 
+Beside each rate: the receiving process's CPU time per item (user + system,
+from /proc), steadier than the rates on a machine shared with other work.
+
 Standalone: ``.venv/bin/python -m tests.bench.bench_ingest_edges``.
 """
 
@@ -24,9 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -136,13 +140,30 @@ async def post_all(port: int, bodies: list[bytes], concurrency: int) -> float:
         return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (NaN where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, send: Coroutine[Any, Any, float]) -> tuple[float, float]:
+    """(seconds the send took, CPU seconds process ``pid`` spent meanwhile)."""
+    before = cpu_seconds(pid)
+    seconds = asyncio.run(send)
+    return seconds, cpu_seconds(pid) - before
+
+
 @contextmanager
-def bare(kind: str) -> Iterator[int]:
+def bare(kind: str) -> Iterator[tuple[int, int]]:
+    """(port, pid) of a bare receiver of ``kind``."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "tests.bench.bare_edges", kind, str(port)])
     try:
         wait_for_port(port)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         process.wait(10)
@@ -150,7 +171,10 @@ def bare(kind: str) -> Iterator[int]:
 
 @contextmanager
 def ingest(var_dir: Path) -> Iterator[tuple[Mesh, int, int]]:
-    """Ingest alone, as ``python -m corrmesh.ingest``, with its edges on free ports."""
+    """Ingest alone, as ``python -m corrmesh.ingest``, with its edges on free ports.
+
+    Yields (mesh, C-STORE port, webhook port).
+    """
     mesh = Mesh.on_free_ports(var_dir, {"OTEL_TRACES_EXPORTER": "none"})
     dicom = int(mesh.env["CORRMESH_INGEST_DICOM_PORT"])
     webhook = int(mesh.env["CORRMESH_INGEST_WEBHOOK_PORT"])
@@ -173,40 +197,46 @@ async def count_events(address: str, event_type: str) -> int:
 def run(console: Console, instances: int, senders: int, posts: int, alerts_per: int) -> None:
     """Measures both edges and their baselines; prints one table."""
     os.environ.setdefault("TCP_NODELAY", "1")
-    rows: list[tuple[str, int, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="corrmesh-edge-bench-") as tmp:
         root = Path(tmp)
         batches = make_instances(root / "files", instances, senders)
         total = sum(len(b) for b in batches)
         bodies = notifications(posts, alerts_per)
         alerts = posts * alerts_per
-        with bare("dicom") as port:
+        with bare("dicom") as (port, pid):
             asyncio.run(send_dicom(port, [b[:5] for b in batches]))  # warm-up
-            bare_dicom = asyncio.run(send_dicom(port, batches))
-        with bare("webhook") as port:
-            bare_hook = asyncio.run(post_all(port, bodies, concurrency=senders * 2))
+            bare_dicom = measured(pid, send_dicom(port, batches))
+        with bare("webhook") as (port, pid):
+            bare_hook = measured(pid, post_all(port, bodies, concurrency=senders * 2))
         with ingest(root / "var") as (mesh, dicom_port, webhook_port):
+            pid = mesh.processes["ingest"].process.pid
             asyncio.run(send_dicom(dicom_port, [b[:5] for b in batches]))  # warm-up
-            edge_dicom = asyncio.run(send_dicom(dicom_port, batches))
-            edge_hook = asyncio.run(post_all(webhook_port, bodies, concurrency=senders * 2))
+            edge_dicom = measured(pid, send_dicom(dicom_port, batches))
+            edge_hook = measured(pid, post_all(webhook_port, bodies, concurrency=senders * 2))
             stored = asyncio.run(count_events(mesh.address("ingest"), "STORED"))
             firing = asyncio.run(count_events(mesh.address("ingest"), "KubePodCrashLooping"))
         if stored < total or firing != alerts:
             raise RuntimeError(f"log holds {stored}/{total} stored, {firing}/{alerts} alerts")
     rows = [
-        ("C-STORE, bare pynetdicom SCP", total, bare_dicom, 1.0),
-        ("C-STORE, Ingest SCP (durable)", total, edge_dicom, bare_dicom / edge_dicom),
-        ("webhook, bare uvicorn", alerts, bare_hook, 1.0),
-        ("webhook, Ingest (durable)", alerts, edge_hook, bare_hook / edge_hook),
+        ("C-STORE, bare SCP", total, bare_dicom, bare_dicom[0]),
+        ("C-STORE, Ingest", total, edge_dicom, bare_dicom[0]),
+        ("webhook, bare", alerts, bare_hook, bare_hook[0]),
+        ("webhook, Ingest", alerts, edge_hook, bare_hook[0]),
     ]
     table = Table(
-        title=f"corrmesh bench: edges ({senders} storescu at once; {alerts_per} alerts/post)"
+        title=f"corrmesh bench: edges ({senders} storescu at once; {alerts_per} alerts/post;"
+        " Ingest answers once durable)"
     )
-    for column in ("path", "items", "seconds", "items/s", "ratio to bare"):
+    for column in ("path", "items", "seconds", "items/s", "to bare", "CPU ms/item"):
         table.add_column(column, justify="right")
-    for label, items, seconds, ratio in rows:
+    for label, items, (seconds, cpu), baseline in rows:
         table.add_row(
-            label, str(items), f"{seconds:.2f}", f"{items / seconds:,.0f}", f"{ratio:.3f}"
+            label,
+            str(items),
+            f"{seconds:.2f}",
+            f"{items / seconds:,.0f}",
+            f"{baseline / seconds:.3f}",
+            f"{cpu / items * 1000:.3f}",
         )
     console.print(table)
 

@@ -9,7 +9,9 @@ transaction-scoped advisory lock does the same across Ingest replicas.
 
 The group-commit writer appends from its own thread (:meth:`EventLog.append_blocking`);
 other blocking database work runs in worker threads behind the ``async``
-methods.
+methods. On SQLite the append goes to the driver directly
+(:mod:`corrmesh.ingest.log_sqlite`); the sequencing is the same either way
+(:mod:`corrmesh.ingest.sequencing`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
+from corrmesh.ingest.log_sqlite import SqliteAppender
 from corrmesh.ingest.models import Base, EventRecord
+from corrmesh.ingest.sequencing import Appended as Appended  # part of this module's interface
+from corrmesh.ingest.sequencing import assign_sequences
 from corrmesh.runtime.db import is_postgresql, migrate
 from corrmesh.runtime.streams import Batch
 from corrmesh.v1 import event_pb2
@@ -52,17 +56,6 @@ _INSERT = insert(_table)
 _KNOWN_QUERY = select(_c.event_id, _c.sequence, _c.correlation_id).where(
     _c.event_id.in_(bindparam("ids", expanding=True))
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """Where one event of an append ended up."""
-
-    sequence: int
-    event_id: str
-    correlation_id: str
-    #: The event_id was already in the log; nothing new was stored.
-    duplicate: bool
 
 
 class LogBatch(Batch[event_pb2.Event]):
@@ -104,6 +97,7 @@ class EventLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._postgresql = is_postgresql(engine)
+        self._sqlite = SqliteAppender(engine) if engine.dialect.name == "sqlite" else None
         self._write_lock = threading.Lock()
         #: The appender's own connection, held between appends: a pool checkout
         #: and its reset on return cost more than a small append itself.
@@ -143,6 +137,14 @@ class EventLog:
         they are serialized. Returns after the commit.
         """
         with self._write_lock:
+            if self._sqlite is not None:
+                try:
+                    results, head = self._sqlite.append(self._writer_connection(), batches, new_ids)
+                except BaseException:
+                    self._drop_writer()  # a failed append leaves no transaction behind
+                    raise
+                self.head = max(self.head, head)
+                return results
             try:
                 results, head = self._append_locked(self._writer_connection(), batches, new_ids)
             except DBAPIError as exc:
@@ -184,24 +186,9 @@ class EventLog:
                 connection,
                 list({e.event_id for batch in batches for e in batch if e.event_id not in new_ids}),
             )
-            rows: list[dict[str, object]] = []
-            results: list[list[Appended]] = []
-            for batch in batches:
-                out: list[Appended] = []
-                for event in batch:
-                    first = known.get(event.event_id)
-                    if first is not None:
-                        out.append(Appended(first[0], event.event_id, first[1], True))
-                        continue
-                    head += 1
-                    event.sequence = head
-                    event.ingested_at.CopyFrom(stamp)
-                    rows.append(_row(event, head, ingested_at))
-                    known[event.event_id] = (head, event.correlation_id)
-                    out.append(Appended(head, event.event_id, event.correlation_id, False))
-                results.append(out)
-            if rows:
-                connection.execute(_INSERT, rows)
+            results, stored, head = assign_sequences(batches, known, head, stamp)
+            if stored:
+                connection.execute(_INSERT, [_row(e, e.sequence, ingested_at) for e in stored])
         return results, head
 
     @staticmethod
