@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from corrmesh.correlation.config import apply_update, default_config, strategy_settings
+from corrmesh.correlation.config import (
+    apply_update,
+    default_config,
+    strategy_settings,
+    with_defaults,
+)
 from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.runtime.errors import FieldViolations
 from corrmesh.v1 import correlation_pb2, event_pb2
@@ -67,6 +72,16 @@ def test_nested_path_is_accepted() -> None:
             correlation_pb2.CorrelationConfig(allowed_lateness=duration_pb2.Duration(seconds=-5)),
             "allowed_lateness",
             "config.allowed_lateness",
+        ),
+        (
+            correlation_pb2.CorrelationConfig(quiet_after=duration_pb2.Duration(seconds=-30)),
+            "quiet_after",
+            "config.quiet_after",
+        ),
+        (
+            correlation_pb2.CorrelationConfig(merge_within=duration_pb2.Duration(nanos=-1)),
+            "merge_within",
+            "config.merge_within",
         ),
         (
             correlation_pb2.CorrelationConfig(
@@ -141,3 +156,18 @@ def test_latency_reservoir_is_bounded_and_ranks() -> None:
     assert reservoir.count == 10_000
     assert 2.0 < reservoir.percentile(0.5) < 8.0
     assert reservoir.percentile(0.99) >= reservoir.percentile(0.5)
+
+
+def test_a_config_from_before_the_placement_rules_gets_their_defaults() -> None:
+    """A stored configuration, or a whole one an older client sends, lacks
+    quiet_after and merge_within: it gets the defaults, not 0 (off)."""
+    older = default_config()
+    older.ClearField("quiet_after")
+    older.ClearField("merge_within")
+    completed = with_defaults(older)
+    assert completed.quiet_after == default_config().quiet_after
+    assert completed.merge_within == default_config().merge_within
+    # Set to 0 on purpose, a rule stays off.
+    chosen = default_config()
+    chosen.quiet_after.CopyFrom(duration_pb2.Duration())
+    assert with_defaults(chosen).quiet_after.seconds == 0
