@@ -203,3 +203,15 @@ def test_a_resource_linked_farther_away_or_unknown_is_not_isolated() -> None:
         feeder = Feeder()
         _burst(feeder, 20)
         assert feeder.feed(event(25, resource=pod("rollout-new-0")), relation) == []
+
+
+def test_neighbours_topology_does_not_know_say_nothing_about_isolation() -> None:
+    feeder = Feeder()
+    burst = _burst(feeder, 20)
+    feeder.feed(event(21, resource=pod("node-metrics")), unknown)
+
+    def apart_but_unknown_node(_a: str, b: str) -> Relation | None:
+        return unknown(_a, b) if "node-metrics" in b else apart(_a, b)
+
+    (joined,) = feeder.feed(event(25, resource=pod("mongodb-0")), apart_but_unknown_node)
+    assert joined.group.group_id == burst

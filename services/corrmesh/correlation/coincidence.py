@@ -8,8 +8,8 @@ far more often part of that incident than a new one (on the TVDiag sets, every
 database and cache anomaly belongs to the case whose alerts surround it).
 
 A resource counts as isolated when nothing in the graph links it to any of the
-resources with recent events (Topology's UNRELATED at distance 0: separate
-parts of the graph); a resource merely farther away than the engine asks
+resources with recent events that Topology knows (UNRELATED at distance 0:
+separate parts of the graph); a resource merely farther away than the engine asks
 about is not (the first Pod of a new rollout during another incident, linked
 to it through a Node: joining that incident would mix the two). An event on
 an isolated resource is also matched, at :data:`COINCIDENCE_SCORE`, with the
@@ -39,11 +39,20 @@ SCANNED_EVENTS = 64
 
 
 def apart_from_all(answers: Sequence[Relation | None]) -> bool:
-    """True when Topology answered for every neighbour that nothing links them."""
-    return bool(answers) and all(
-        answer is not None and answer == (topology_pb2.RELATION_KIND_UNRELATED, 0)
-        for answer in answers
-    )
+    """True when Topology says of at least one neighbour that nothing links the
+    two, and of none that something does (neighbours it does not know, or
+    has not answered for, say nothing either way)."""
+    apart = False
+    for answer in answers:
+        if answer is None or answer[0] == topology_pb2.RELATION_KIND_UNKNOWN:
+            continue
+        if answer != _APART:
+            return False
+        apart = True
+    return apart
+
+
+_APART: Relation = (topology_pb2.RELATION_KIND_UNRELATED, 0)
 
 
 def coincident_match(
