@@ -215,3 +215,19 @@ def test_neighbours_topology_does_not_know_say_nothing_about_isolation() -> None
 
     (joined,) = feeder.feed(event(25, resource=pod("mongodb-0")), apart_but_unknown_node)
     assert joined.group.group_id == burst
+
+
+def test_a_match_with_a_resolved_group_is_a_recurrence_however_quiet() -> None:
+    feeder = Feeder(CorrelationEngine(config_with(quiet_after=30)))
+    feeder.feed(event(0, event_id="a", fingerprint="oom", resource=pod("cart-1")))
+    (first,) = feeder.feed(event(5, event_id="b", fingerprint="oom", resource=pod("cart-1")))
+    resolved = event(20, event_id="c", fingerprint="oom", resource=pod("cart-1"))
+    resolved.attributes["resolves"] = "true"
+    feeder.feed(resolved)
+    # 80 s after the group's last event, on the same Pod, with another fingerprint.
+    updates = feeder.feed(event(100, event_id="again", fingerprint="other", resource=pod("cart-1")))
+    created = [u for u in updates if u.type == U.GROUP_UPDATE_TYPE_CREATED]
+    assert len(created) == 1
+    assert [(k.group_id, k.relationship_type) for k in created[0].group.links] == [
+        (first.group.group_id, U.RELATIONSHIP_TYPE_RECURRENCE)
+    ]

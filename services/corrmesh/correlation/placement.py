@@ -108,11 +108,10 @@ class PlacementMixin:
             group_id = candidate.group_id
             if group_id is None:
                 loners.append(candidate)
-            elif self._quiet_for(info, candidate, self.groups[group_id]):
-                continue
             elif self.groups[group_id].status in OPEN_FOR_JOINING or info.resolves:
-                open_best.setdefault(group_id, match.score)
-            else:
+                if not self._quiet_for(info, candidate, self.groups[group_id]):
+                    open_best.setdefault(group_id, match.score)
+            else:  # a closed group: matching it makes a recurrence, quiet or not
                 closed_best.setdefault(group_id, match.score)
         ranked = sorted(
             open_best,
