@@ -17,7 +17,6 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
 )
-from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 
 from corrmesh.v1 import event_pb2, ingest_pb2
@@ -27,6 +26,7 @@ from tests.support.ingest import (
     all_events,
     bundled_files,
     edge_server,
+    send_c_store,
     storescu,
     write_study,
 )
@@ -156,19 +156,6 @@ def _raw_file(path: Path, sop_uid: str, body: bytes, syntax: str = ExplicitVRLit
     return path
 
 
-def _send_raw(port: int, path: Path) -> int:
-    """pynetdicom sends the file's bytes as they are (no decoding); returns the status."""
-    ae = AE("MODALITY1")
-    for syntax in (ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
-        ae.add_requested_context(SecondaryCaptureImageStorage, syntax)
-    assoc = ae.associate("127.0.0.1", port, ae_title="CORRMESH_IN")
-    assert assoc.is_established
-    try:
-        return int(assoc.send_c_store(path).Status)
-    finally:
-        assoc.release()
-
-
 async def test_malformed_data_and_unknown_ae_are_refused_and_scp_keeps_serving(
     database_url: str,
     tmp_path: Path,
@@ -192,8 +179,10 @@ async def test_malformed_data_and_unknown_ae_are_refused_and_scp_keeps_serving(
         port = app.dicom_scp.port
         intruder = await storescu(port, good, "INTRUDER")
         wrong_called = await storescu(port, good, "MODALITY1", "SOMEONE_ELSE")
+        syntaxes = (ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
         statuses = await asyncio.gather(
-            asyncio.to_thread(_send_raw, port, garbage), asyncio.to_thread(_send_raw, port, no_uids)
+            asyncio.to_thread(send_c_store, port, garbage, syntaxes),
+            asyncio.to_thread(send_c_store, port, no_uids, syntaxes),
         )
         after = await storescu(port, good, "MODALITY2")
         events = await all_events(stub)

@@ -12,15 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
-from pynetdicom import AE
 
 from corrmesh.ingest.log import Appended
 from corrmesh.ingest.server import IngestApp
 from corrmesh.ingest.webhooks import ALERTMANAGER_PATH
 from corrmesh.v1 import event_pb2
 from tests.support.dicom_peers import require_dicom_peers
-from tests.support.ingest import CALLING_AE, all_events, edge_server, write_study
+from tests.support.ingest import CALLING_AE, all_events, edge_server, send_c_store, write_study
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,17 +57,6 @@ def held(app: IngestApp) -> Iterator[HeldLog]:
         hold.release.set()
 
 
-def _send(port: int, path: Path) -> int:
-    ae = AE("MODALITY1")
-    ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="CORRMESH_IN")
-    assert assoc.is_established
-    try:
-        return int(assoc.send_c_store(path).Status)
-    finally:
-        assoc.release()
-
-
 async def test_c_store_is_answered_only_after_its_file_and_events_are_durable(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -81,7 +68,7 @@ async def test_c_store_is_answered_only_after_its_file_and_events_are_durable(
         assert app.dicom_scp is not None
         port = app.dicom_scp.port
         with held(app) as hold:
-            sending = asyncio.create_task(asyncio.to_thread(_send, port, first))
+            sending = asyncio.create_task(asyncio.to_thread(send_c_store, port, first))
             assert await asyncio.to_thread(hold.entered.wait, 30)
             # The commit is under way: the file is already in place, the
             # sender has no answer yet, and the log shows nothing.
@@ -101,9 +88,9 @@ async def test_c_store_is_answered_only_after_its_file_and_events_are_durable(
         with held(app) as hold:
             hold.fail_next = True
             hold.release.set()
-            assert await asyncio.to_thread(_send, port, second) == 0xA700
+            assert await asyncio.to_thread(send_c_store, port, second) == 0xA700
         assert len(await all_events(stub)) == 2
-        assert await asyncio.to_thread(_send, port, second) == 0x0000
+        assert await asyncio.to_thread(send_c_store, port, second) == 0x0000
         assert len(await all_events(stub)) == 4
     assert {e.attributes["calling_ae_title"] for e in steps} == {CALLING_AE}
 

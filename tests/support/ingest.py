@@ -15,6 +15,8 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from pydicom.data import get_testdata_file
+from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pynetdicom import AE
 
 from corrmesh.ingest.server import IngestApp
 from corrmesh.runtime.errors import field_violation_names
@@ -95,6 +97,20 @@ def events_of(responses: list[ingest_pb2.SubscribeResponse]) -> list[event_pb2.E
 # -- edge listeners (DICOM C-STORE SCP, webhooks) ------------------------------
 
 CALLING_AE = "MODALITY1"
+
+
+def send_c_store(port: int, path: Path, syntaxes: Sequence[UID] = (ExplicitVRLittleEndian,)) -> int:
+    """Sends the file at ``path`` to the SCP on ``port`` as it is (pynetdicom does
+    not decode it) from ``CALLING_AE``, proposing ``syntaxes``; the C-STORE status."""
+    ae = AE(CALLING_AE)
+    for syntax in syntaxes:
+        ae.add_requested_context(SecondaryCaptureImageStorage, syntax)
+    assoc = ae.associate("127.0.0.1", port, ae_title=INGEST_DICOM_AE_TITLE)
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(path).Status)
+    finally:
+        assoc.release()
 
 
 @asynccontextmanager
