@@ -198,7 +198,10 @@ def test_a_kept_association_dropped_unnoticed_is_replaced_transparently(
     wait_until(lambda: kept._is_paused)
     peer.process.stop()
     peer.process.start()
-    assert kept.is_established
+    # Mostly the association still reads as established here: the race this
+    # covers. When the source's going shows as a connection reset instead,
+    # pynetdicom's network thread marks it ended itself, and the pool must not
+    # hand it out: either way the caller sees the answer and no error.
     pool.give_back(key(peer), kept)
 
     assert find(pool, peer) == expected
