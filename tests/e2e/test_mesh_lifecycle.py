@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -110,3 +111,18 @@ def _eventually(check: object, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_a_port_taken_before_its_service_binds_it_means_new_ports(tmp_path: Path) -> None:
+    """Between picking a free port and binding it, any process may take it (an
+    outgoing connection's ephemeral port): the mesh starts again on new ones."""
+    mesh = Mesh.on_free_ports(tmp_path / "mesh", env={"OTEL_TRACES_EXPORTER": "none"})
+    taken = mesh.ports["spanner"]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        with mesh:
+            assert mesh.ports["spanner"] != taken
+            assert health_status(mesh.address("spanner")) == "SERVING"
+            assert mesh.env["OTEL_TRACES_EXPORTER"] == "none"  # the caller's settings stay
+    assert "Address already in use" in (tmp_path / "mesh" / "spanner.log").read_text()

@@ -26,6 +26,16 @@ from corrmesh.runtime.settings import DEFAULT_GRPC_PORTS, SERVICES
 START_ORDER = ("topology", "ingest", "spanner", "correlation")
 
 
+#: Starts on newly picked free ports before giving up (see Mesh.start).
+START_ATTEMPTS = 3
+#: What a service's log says when its port was taken (gRPC, asyncio and pynetdicom alike).
+PORT_TAKEN = "Address already in use"
+
+
+class PortTakenError(RuntimeError):
+    """A service exited at start because something else holds its port."""
+
+
 def free_port() -> int:
     """A port nothing listens on right now (the kernel's pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -50,16 +60,26 @@ class Mesh:
     env: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     processes: dict[str, MeshProcess] = field(default_factory=dict)
+    #: Ports were picked free (not the defaults): a start may pick them again.
+    free_ports: bool = False
+    #: The caller's settings, which win over picked ports.
+    chosen_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def on_free_ports(cls, var_dir: Path, env: Mapping[str, str] | None = None) -> Mesh:
-        # Ingest's edge listeners too, so meshes side by side never share a port.
-        edges = {
+        mesh = cls(var_dir=var_dir, free_ports=True, chosen_env=dict(env or {}))
+        mesh.pick_free_ports()
+        return mesh
+
+    def pick_free_ports(self) -> None:
+        """New free ports for every service and Ingest's edge listeners (so meshes
+        side by side never share a port); the caller's own settings stay."""
+        picked = {
             "CORRMESH_INGEST_DICOM_PORT": str(free_port()),
             "CORRMESH_INGEST_WEBHOOK_PORT": str(free_port()),
         }
-        ports = {s: free_port() for s in SERVICES}
-        return cls(var_dir=var_dir, ports=ports, env={**edges, **(env or {})})
+        self.env = {**picked, **self.chosen_env}
+        self.ports = {s: free_port() for s in SERVICES}
 
     @classmethod
     def on_default_ports(cls, var_dir: Path, env: Mapping[str, str] | None = None) -> Mesh:
@@ -81,15 +101,28 @@ class Mesh:
         return env
 
     def start(self, timeout: float = 60.0) -> None:
-        """Starts every service and waits until each reports SERVING."""
+        """Starts every service and waits until each reports SERVING.
+
+        A free port is free only when picked: an outgoing connection of any
+        process may take it as its ephemeral port before the service binds it.
+        So on free ports, a service that exits because its port is taken makes
+        the whole mesh start again on new ones (up to :data:`START_ATTEMPTS`).
+        """
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for service in START_ORDER:
-                self.start_service(service)
-            self.wait_serving(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                for service in START_ORDER:
+                    self.start_service(service)
+                self.wait_serving(timeout)
+                return
+            except PortTakenError:
+                self.stop()
+                if not self.free_ports or attempt == START_ATTEMPTS:
+                    raise
+                self.pick_free_ports()
+            except BaseException:
+                self.stop()
+                raise
 
     def start_service(self, service: str) -> MeshProcess:
         log_path = self.var_dir / f"{service}.log"
@@ -117,9 +150,11 @@ class Mesh:
             for service in sorted(pending):
                 entry = self.processes.get(service)
                 if entry is not None and entry.process.poll() is not None:
-                    raise RuntimeError(
+                    tail = self.log_tail(service)
+                    error = PortTakenError if PORT_TAKEN in tail else RuntimeError
+                    raise error(
                         f"{service} exited with {entry.process.returncode}; "
-                        f"see {entry.log_path}:\n{self.log_tail(service)}"
+                        f"see {entry.log_path}:\n{tail}"
                     )
                 if health_status(self.address(service)) == "SERVING":
                     pending.discard(service)
