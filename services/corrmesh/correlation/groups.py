@@ -81,11 +81,9 @@ class GroupState:
     #: Root-cause candidates, pattern and impact (only those Group fields set).
     analysis: correlation_pb2.Group | None = None
 
-    def add_member(self, event: EventInfo) -> None:
-        event.group_id = self.group_id
-        if event.event_id in self.members:
-            return
-        self.members[event.event_id] = event
+    def count_member(self, event: EventInfo) -> None:
+        """Counts ``event`` in: its time span, member count and severity (a group
+        that does not hold its members, such as a DICOM rollup, stops here)."""
         if self.member_count == 0:
             self.first_us = self.last_us = event.occurred_us
         else:
@@ -93,6 +91,13 @@ class GroupState:
             self.last_us = max(self.last_us, event.occurred_us)
         self.member_count += 1
         self.severity = max(self.severity, event.severity)
+
+    def add_member(self, event: EventInfo) -> None:
+        event.group_id = self.group_id
+        if event.event_id in self.members:
+            return
+        self.members[event.event_id] = event
+        self.count_member(event)
         key = event.fingerprint or event.resource_key or event.event_id
         if event.resolves:
             self.open_keys.discard(key)

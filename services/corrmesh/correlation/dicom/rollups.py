@@ -212,13 +212,7 @@ class DicomGroupsMixin(LifecycleMixin):
             # The same exam or patient again: wake it (changed() makes a STABLE group ACTIVE).
             group.status = GROUP_STATUS_STABLE
             group.resolved_us = None
-        if group.member_count == 0:
-            group.first_us = group.last_us = info.occurred_us
-        else:
-            group.first_us = min(group.first_us, info.occurred_us)
-            group.last_us = max(group.last_us, info.occurred_us)
-        group.member_count += 1
-        group.severity = max(group.severity, info.severity)
+        group.count_member(info)
         return group, created
 
     def _link_new_batch(self, patient: GroupState, batch: GroupState) -> None:
