@@ -3,10 +3,15 @@ the events published for failed sources."""
 
 from __future__ import annotations
 
+import struct
+from io import BytesIO
+
+import pytest
 from pydicom import Dataset
+from pynetdicom.dsutils import decode, encode
 
 from corrmesh.spanner.alerts import source_event
-from corrmesh.spanner.datasets import dedup_key, from_proto, redacted_keys, to_proto
+from corrmesh.spanner.datasets import UTF8, decoded, dedup_key, from_proto, redacted_keys, to_proto
 from corrmesh.spanner.dedup import Deduplicator
 from corrmesh.spanner.health import HealthTracker, TtlCache, seconds_to_duration
 from corrmesh.v1 import event_pb2
@@ -142,3 +147,49 @@ def test_a_failed_source_becomes_a_dicom_event_without_phi() -> None:
     assert event.attributes["outcome"] == "TIMED_OUT"
     slow = source_event(node, status, slow=True)
     assert slow.type == "SourceSlow" and slow.severity == event_pb2.SEVERITY_WARNING
+
+
+def _as_received(charset: str, name: bytes) -> Dataset:
+    """A match as pynetdicom hands it over: raw elements (implicit VR little endian),
+    the name's bytes exactly as the source encoded them."""
+
+    def element(tag: int, value: bytes, pad: bytes = b" ") -> bytes:
+        value += pad if len(value) % 2 else b""
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+    encoded = b"".join(
+        (
+            element(0x00080005, charset.encode()),
+            element(0x00100010, name),
+            element(0x00100020, b"PID-1"),
+            element(0x0020000D, b"1.2.3", b"\x00"),
+        )
+    )
+    received = decode(BytesIO(encoded), True, True)
+    assert received is not None
+    return received
+
+
+@pytest.mark.parametrize(
+    ("charset", "raw", "name"),
+    [
+        ("ISO_IR 100", "Müller^Jürgen".encode("latin-1"), "Müller^Jürgen"),
+        ("ISO_IR 144", "Иванов^Иван".encode("iso8859_5"), "Иванов^Иван"),
+        ("ISO_IR 192", "Müller^Jürgen".encode(), "Müller^Jürgen"),
+        ("ISO_IR 100", b"Smith^John", "Smith^John"),
+        ("", b"Smith^John", "Smith^John"),
+        # 7-bit bytes that are not ASCII text: JIS X 0208 behind ISO 2022 escapes.
+        ("\\ISO 2022 IR 87", b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B", "山田^太郎"),
+    ],
+)
+def test_matches_read_the_same_whatever_their_character_set(
+    charset: str, raw: bytes, name: str
+) -> None:
+    match = decoded(_as_received(charset, raw))
+    assert match.SpecificCharacterSet == UTF8
+    # What the spanner sends on (before anything read a value) is UTF-8 throughout.
+    sent = decode(BytesIO(encode(match, True, True) or b""), True, True)
+    assert sent is not None and str(sent.PatientName) == name
+    assert sent.SpecificCharacterSet == UTF8
+    assert str(match.PatientName) == name
+    assert match.PatientID == "PID-1"
