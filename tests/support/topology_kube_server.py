@@ -9,6 +9,10 @@ ERROR event with a 410 Status for a version older than the last compaction,
 PartialObjectMetadata(List) when the Accept header asks for it, and 403 for
 a collection a test forbids. Tests change objects through :meth:`apply` and
 :meth:`remove`, which stream to open watches as a real server would.
+
+This module is the server's state (collections, versions, the watch log)
+and the helpers tests start it with; the HTTP listener and request handler
+are in :mod:`tests.support.topology_kube_http`.
 """
 
 from __future__ import annotations
@@ -20,46 +24,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from corrmesh.topology.kube import registry
 from corrmesh.topology.kube.reflector import WatchOptions
 from tests.support.topology_kube import write_kubeconfig
+from tests.support.topology_kube_http import partial_metadata, serve, status_document
 
 RECORDED = Path(__file__).with_name("topology_kube_recorded.json")
-#: Largest chunk of a watch stream (a few events of a burst, or one large one).
-CHUNK_BYTES = 64 * 1024
 
 
 def load_recorded() -> dict[str, Any]:
     """{"discovery": {path: document}, "collections": {path: [objects]}}."""
     document: dict[str, Any] = json.loads(RECORDED.read_text(encoding="utf-8"))
     return document
-
-
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-
-
-def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata", {}),
-    }
 
 
 class LoopbackApiServer:
@@ -195,15 +177,7 @@ class LoopbackApiServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> None:
-        state = self
-
-        class Handler(_Handler):
-            server_state = state
-
-        self._server = _Listener(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server, self._thread = serve(self)
 
     def stop(self) -> None:
         with self._lock:
@@ -220,7 +194,7 @@ class LoopbackApiServer:
             end = start + len(page)
             version = str(self.version)
         if metadata_only:
-            page = [_metadata_only(o) for o in page]
+            page = [partial_metadata(o) for o in page]
         metadata: dict[str, Any] = {"resourceVersion": version}
         if end < len(items):
             metadata["continue"] = str(end)
@@ -238,7 +212,10 @@ class LoopbackApiServer:
         ``timeout``; a 410 ERROR when compacted past it."""
         deadline = time.monotonic() + timeout
         if since < self.compacted:
-            error = {"type": "ERROR", "object": _status(410, "Expired", "too old resource version")}
+            error = {
+                "type": "ERROR",
+                "object": status_document(410, "Expired", "too old resource version"),
+            }
             yield [(error, None)]
             return
         position = since
@@ -267,98 +244,6 @@ class LoopbackApiServer:
                 position = max(position, current)
                 bookmark = {"metadata": {"resourceVersion": str(position)}}
                 yield [({"type": "BOOKMARK", "object": bookmark}, None)]
-
-
-class _Listener(ThreadingHTTPServer):
-    # A real API server's backlog: every reflector re-watching at once must
-    # not meet a connect timeout (the standard library's default is 5).
-    request_queue_size = 128
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_state: LoopbackApiServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        return
-
-    def _send_json(self, code: int, document: dict[str, Any]) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        state = self.server_state
-        url = urlparse(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        state.requests.append((self.path, self.headers.get("Accept", "")))
-        if url.path in state.discovery:
-            self._send_json(200, state.discovery[url.path])
-            return
-        if url.path in state.forbidden:
-            self._send_json(403, _status(403, "Forbidden", f"{url.path} is forbidden"))
-            return
-        if url.path not in state.objects and not any(
-            url.path == p for p in _collection_paths(state.discovery)
-        ):
-            self._send_json(404, _status(404, "NotFound", f"{url.path} not found"))
-            return
-        metadata_only = "as=PartialObjectMetadata" in self.headers.get("Accept", "")
-        if query.get("watch") in ("true", "1"):
-            self._watch(url.path, query, metadata_only)
-            return
-        limit = int(query.get("limit", "0") or 0)
-        start = int(query.get("continue", "0") or 0)
-        self._send_json(200, state.list_page(url.path, limit, start, metadata_only))
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
-
-    def _watch(self, path: str, query: dict[str, str], metadata_only: bool) -> None:
-        since = int(query.get("resourceVersion") or self.server_state.version)
-        timeout = float(query.get("timeoutSeconds", "60"))
-        bookmarks = query.get("allowWatchBookmarks") == "true"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            batches = self.server_state.watch_events(path, since, timeout, bookmarks)
-            for batch in batches:
-                # Events waiting together go out together, in chunks of up to
-                # CHUNK_BYTES, as a real server's buffered writer sends them.
-                lines: list[bytes] = []
-                size = 0
-                for event, line in batch:
-                    if metadata_only and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        event = {"type": event["type"], "object": _metadata_only(event["object"])}
-                        line = None
-                    if line is None:
-                        line = json.dumps(event).encode() + b"\n"
-                    lines.append(line)
-                    size += len(line)
-                    if size >= CHUNK_BYTES:
-                        self._chunk(b"".join(lines))
-                        lines, size = [], 0
-                if lines:
-                    self._chunk(b"".join(lines))
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            return
-        self.close_connection = True
-
-
-def _collection_paths(discovery: dict[str, Any]) -> Iterator[str]:
-    for path, document in discovery.items():
-        if document.get("kind") == "APIResourceList":
-            for resource in document.get("resources", ()):
-                if "/" not in resource.get("name", ""):
-                    yield f"{path}/{resource['name']}"
 
 
 @contextmanager

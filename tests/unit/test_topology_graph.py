@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from corrmesh.topology.graph import BOTH, INCOMING, OUTGOING, TopologyGraph
+from corrmesh.topology.graph import TopologyGraph
 from corrmesh.topology.keys import key_from_text, key_to_text
+from corrmesh.topology.walks import BOTH, INCOMING, OUTGOING, find_path, neighbors, owner_chain
 from corrmesh.v1 import event_pb2, topology_pb2
 from tests.support.topology_cluster import (
     CONFIG,
@@ -83,18 +84,18 @@ def test_upsert_replaces_a_resource_and_keeps_its_edges() -> None:
 
 def test_owner_chain_is_nearest_first() -> None:
     graph, keys = build_cluster()
-    chain = graph.owner_chain(keys["Pod/mysql-0"])
+    chain = owner_chain(graph, keys["Pod/mysql-0"])
     assert names_of(graph, chain) == ["mysql-0", "mysql-xyz", "mysql"]
-    assert graph.owner_chain(keys["Deployment/web"]) == [keys["Deployment/web"]]
+    assert owner_chain(graph, keys["Deployment/web"]) == [keys["Deployment/web"]]
     # A cycle (never valid in Kubernetes) ends the chain instead of looping.
     graph.add_edge(keys["Pod/mysql-0"], keys["Deployment/mysql"], OWNER)
-    assert len(graph.owner_chain(keys["Pod/mysql-0"])) == 3
+    assert len(owner_chain(graph, keys["Pod/mysql-0"])) == 3
 
 
 def test_neighbours_by_direction_type_and_depth() -> None:
     graph, keys = build_cluster()
     web1 = keys["Pod/web-1"]
-    incoming = graph.neighbors(web1, (), INCOMING, 1)
+    incoming = neighbors(graph, web1, (), INCOMING, 1)
     assert {names_of(graph, [h.key])[0] for h in incoming} == {
         "worker-2",
         "web-abc",
@@ -102,15 +103,15 @@ def test_neighbours_by_direction_type_and_depth() -> None:
         "web-config",
     }
     assert all(h.distance == 1 and h.edge[1] == web1 for h in incoming)
-    assert graph.neighbors(web1, (), OUTGOING, 3) == []
+    assert neighbors(graph, web1, (), OUTGOING, 3) == []
 
-    owners = graph.neighbors(web1, (OWNER,), INCOMING, 5)
+    owners = neighbors(graph, web1, (OWNER,), INCOMING, 5)
     assert [(graph.resources[h.key].ref.kind, h.distance) for h in owners] == [
         ("ReplicaSet", 1),
         ("Deployment", 2),
     ]
     # Depth 2 both ways through the Service reaches the other pod and the declared frontend.
-    around = graph.neighbors(keys["Service/web"], (), BOTH, 2)
+    around = neighbors(graph, keys["Service/web"], (), BOTH, 2)
     distances = {graph.resources[h.key].ref.name: h.distance for h in around}
     assert distances["frontend"] == 1 and distances["web-1"] == 1
     assert distances["api"] == 2 and distances["worker-2"] == 2
@@ -120,7 +121,7 @@ def test_neighbours_by_direction_type_and_depth() -> None:
 
 def test_find_path_walks_edges_either_way_within_max_depth() -> None:
     graph, keys = build_cluster()
-    path = graph.find_path(keys["Service/frontend"], keys["Pod/mysql-0"], 8)
+    path = find_path(graph, keys["Service/frontend"], keys["Pod/mysql-0"], 8)
     assert path == [
         (keys["Service/frontend"], keys["Service/api"], 7),
         (keys["Service/api"], keys["Deployment/mysql"], 7),
@@ -128,9 +129,9 @@ def test_find_path_walks_edges_either_way_within_max_depth() -> None:
         (keys["ReplicaSet/mysql-xyz"], keys["Pod/mysql-0"], OWNER),
     ]
     # Against the edges' direction, the same path back.
-    back = graph.find_path(keys["Pod/mysql-0"], keys["Service/frontend"], 4)
+    back = find_path(graph, keys["Pod/mysql-0"], keys["Service/frontend"], 4)
     assert back == list(reversed(path))
-    assert graph.find_path(keys["Pod/mysql-0"], keys["Service/frontend"], 3) is None
-    assert graph.find_path(keys["Pod/mysql-0"], keys["Service/frontend"], 8, (OWNER,)) is None
-    assert graph.find_path(keys["Pod/web-1"], keys["Pod/web-1"], 1) == []
-    assert graph.find_path(keys["Pod/batch-1"], keys["Pod/web-1"], 32) is None
+    assert find_path(graph, keys["Pod/mysql-0"], keys["Service/frontend"], 3) is None
+    assert find_path(graph, keys["Pod/mysql-0"], keys["Service/frontend"], 8, (OWNER,)) is None
+    assert find_path(graph, keys["Pod/web-1"], keys["Pod/web-1"], 1) == []
+    assert find_path(graph, keys["Pod/batch-1"], keys["Pod/web-1"], 32) is None

@@ -38,6 +38,7 @@ from corrmesh.topology.graph import (
     TopologyGraph,
 )
 from corrmesh.topology.keys import Key
+from corrmesh.topology.walks import owners
 from corrmesh.topology.wire import tag, varint
 from corrmesh.v1 import event_pb2, topology_pb2
 
@@ -187,8 +188,8 @@ def relate_keys(graph: TopologyGraph, a: Key, b: Key, max_distance: int) -> Rela
         if nodes_a and any(node in nodes_a for node in graph.incoming(b, NODE)):
             return (SIBLING, 2) if max_distance >= 2 else (UNRELATED, 0)
         return (UNRELATED, 0)
-    owners_a = graph.owners(a)
-    owners_b = graph.owners(b)
+    owners_a = owners(graph, a)
+    owners_b = owners(graph, b)
     owner_distances = [d for d in (owners_b.get(a), owners_a.get(b)) if d is not None]
     if owner_distances and min(owner_distances) <= max_distance:
         return (OWNER_RELATION, min(owner_distances))

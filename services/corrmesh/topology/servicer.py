@@ -20,7 +20,7 @@ from corrmesh.runtime.errors import (
     error_info_status,
 )
 from corrmesh.runtime.streams import DEFAULT_BATCH, Batch, HeadNotifier, follow
-from corrmesh.topology.graph import BOTH, TopologyGraph
+from corrmesh.topology.graph import TopologyGraph
 from corrmesh.topology.impact import impact_response
 from corrmesh.topology.keys import Key, describe
 from corrmesh.topology.listing import list_resources
@@ -41,6 +41,7 @@ from corrmesh.topology.validation import (
     check_edge_types,
     check_ref,
 )
+from corrmesh.topology.walks import BOTH, find_path, neighbors, owner_chain
 from corrmesh.topology.writer import SelfDependencyError, TopologyWriter
 from corrmesh.v1 import event_pb2, topology_pb2, topology_pb2_grpc
 
@@ -117,7 +118,7 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
         if violations:
             await abort_invalid(context, violations)
         key = await self._resolve(context, request.ref)
-        chain = [self.graph.resources[k] for k in self.graph.owner_chain(key)]
+        chain = [self.graph.resources[k] for k in owner_chain(self.graph, key)]
         return topology_pb2.GetOwnerChainResponse(chain=chain)
 
     async def ListNeighbors(
@@ -134,7 +135,7 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
         key = await self._resolve(context, request.ref)
         # DIRECTION_UNSPECIFIED follows edges both ways: "what is next to this".
         direction = request.direction or BOTH
-        hits = self.graph.neighbors(key, request.edge_types, direction, request.depth or 1)
+        hits = neighbors(self.graph, key, request.edge_types, direction, request.depth or 1)
         return topology_pb2.ListNeighborsResponse(
             neighbors=[
                 topology_pb2.Neighbor(
@@ -159,8 +160,8 @@ class TopologyServicer(topology_pb2_grpc.TopologyServiceServicer):
             await abort_invalid(context, violations)
         source = await self._resolve(context, source_ref)
         target = await self._resolve(context, target_ref)
-        path = self.graph.find_path(
-            source, target, request.max_depth or DEFAULT_PATH_DEPTH, request.edge_types
+        path = find_path(
+            self.graph, source, target, request.max_depth or DEFAULT_PATH_DEPTH, request.edge_types
         )
         if path is None:
             return topology_pb2.FindPathResponse(found=False)
