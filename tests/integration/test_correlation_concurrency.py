@@ -38,7 +38,7 @@ async def test_concurrent_publishers_one_instant_one_group(
 
         async def operator() -> correlation_pb2.Group:
             sequences = await m.publish(event(31, event_id="left"), event(31, event_id="right"))
-            # An operator edits what Correlation has read (NOT_FOUND before that).
+            # An operator edits what Correlation has read (the edit would wait for it otherwise).
             await m.consumed(sequences[-1])
             reply = await m.correlation.CorrelateEvents(
                 correlation_pb2.CorrelateEventsRequest(event_ids=["left", "right"], reason="same")

@@ -3,7 +3,8 @@ ResolveGroup, and ExplainGroup beside them.
 
 Requests are validated before the engine is touched; the edit itself runs
 through :meth:`EngineGate.edit`, between two batches of the stream, and is
-committed like one.
+committed like one. Events Ingest has logged but the consumer has not read
+yet are waited for (:mod:`corrmesh.correlation.pending`).
 """
 
 from __future__ import annotations
@@ -19,16 +20,31 @@ from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.explain import explain
 from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.groups import GroupState, group_message
+from corrmesh.correlation.ingest_reader import IngestReader
+from corrmesh.correlation.pending import (
+    RETRY_AFTER_SECONDS,
+    NotConsumedError,
+    UnknownEventsError,
+    edit_when_consumed,
+)
 from corrmesh.correlation.queries import GroupQueries
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.correlation.window import EventInfo
-from corrmesh.runtime.errors import FieldViolations, abort_invalid, abort_not_found
+from corrmesh.runtime.errors import (
+    FieldViolations,
+    abort,
+    abort_invalid,
+    abort_not_found,
+    unavailable_status,
+)
 from corrmesh.v1 import correlation_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_EVENTS_PER_EDIT = 100
 MAX_GROUPS_PER_MERGE = 20
 MAX_TEXT = 1000
+#: The NOT_FOUND resource type of an event an edit cannot find.
+UNKNOWN_EVENT = "event (not in the window nor in any group)"
 T = TypeVar("T")
 
 
@@ -65,9 +81,10 @@ def _check_ids(ids: Sequence[str], path: str, limit: int, violations: FieldViola
 
 
 class GroupEditRpcs:
-    """Mixed into the servicer; needs its gate, engine, store and queries."""
+    """Mixed into the servicer; needs its gate, engine, store, queries and Ingest reader."""
 
     gate: EngineGate
+    ingest_events: IngestReader | None
     engine: CorrelationEngine
     store: CorrelationStore
     queries: GroupQueries
@@ -99,11 +116,18 @@ class GroupEditRpcs:
     async def _run(self, context: Context, operation: Any) -> Any:
         """Runs an edit through the gate; a name that does not exist is NOT_FOUND,
         and FieldViolations the edit returns (having changed nothing) are
-        INVALID_ARGUMENT."""
+        INVALID_ARGUMENT. Events Ingest holds but the consumer has not read are
+        waited for; UNAVAILABLE (with a retry delay) when the wait runs out."""
         try:
-            result = await self.gate.edit(operation)
+            result = await edit_when_consumed(
+                self.gate, self.ingest_events, operation, context.time_remaining
+            )
         except NotFoundError as missing:
             await abort_not_found(context, missing.kind, missing.name)
+        except UnknownEventsError as unknown:
+            await abort_not_found(context, UNKNOWN_EVENT, unknown.event_ids[0])
+        except NotConsumedError as waiting:
+            await abort(context, unavailable_status(str(waiting), RETRY_AFTER_SECONDS))
         if isinstance(result, FieldViolations):
             await abort_invalid(context, result)
         return result
@@ -111,7 +135,13 @@ class GroupEditRpcs:
     async def CorrelateEvents(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.CorrelateEventsRequest, context: Context
     ) -> correlation_pb2.CorrelateEventsResponse:
-        """Puts events into one group by hand (see ManualEditsMixin.correlate)."""
+        """Puts events into one group by hand (see ManualEditsMixin.correlate).
+
+        An event Ingest has logged but Correlation has not consumed yet is
+        waited for (at most the call's deadline and ``pending.MAX_WAIT_SECONDS``;
+        then UNAVAILABLE with a retry delay); one Ingest does not hold either
+        is NOT_FOUND at once.
+        """
         violations = FieldViolations()
         ids = list(request.event_ids)
         if not ids:
@@ -129,9 +159,9 @@ class GroupEditRpcs:
             window = engine.window.events
             outside = [i for i in ids if i not in window]
             owners = await asyncio.to_thread(self.store.group_ids_of, outside) if outside else {}
-            for event_id in outside:
-                if event_id not in owners:
-                    raise NotFoundError("event (not in the window nor in any group)", event_id)
+            unknown = [event_id for event_id in outside if event_id not in owners]
+            if unknown:
+                raise UnknownEventsError(unknown)
             names = sorted({*owners.values(), *([request.group_id] if request.group_id else [])})
             groups = await self._load(names)
             engine.adopt(list(groups.values()))

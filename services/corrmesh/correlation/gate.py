@@ -47,6 +47,8 @@ class EngineGate:
         self.lock = asyncio.Lock()
         #: Last Ingest sequence whose effects are committed.
         self.offset = 0
+        #: Set (and replaced) whenever the offset is written, for :meth:`reached`.
+        self._offset_written = asyncio.Event()
         self.last_activity = time.monotonic()
         #: Called with each commit's updates, after they are durable.
         self.on_commit: Callable[[Sequence[correlation_pb2.GroupUpdate]], None] | None = None
@@ -60,7 +62,7 @@ class EngineGate:
             duration_us(config.allowed_lateness),
         )
         self.engine.restore(state)
-        self.offset = offset
+        self._set_offset(offset)
         self.notifier.announce(state.next_sequence - 1)
 
     async def commit(self, through: int) -> None:
@@ -68,7 +70,7 @@ class EngineGate:
         changes = self.engine.take_changes()
         await asyncio.to_thread(self.store.commit_batch, changes, through)
         self.engine.committed()
-        self.offset = through
+        self._set_offset(through)
         if self.metrics is not None:
             engine = self.engine
             self.metrics.committed(engine.events_in, engine.groups_created, engine.matches)
@@ -77,6 +79,20 @@ class EngineGate:
             self.notifier.announce(changes.updates[-1].sequence)
             if self.on_commit is not None:
                 self.on_commit(changes.updates)
+
+    def _set_offset(self, offset: int) -> None:
+        self.offset = offset
+        self._offset_written.set()
+        self._offset_written = asyncio.Event()
+
+    async def reached(self, sequence: int) -> None:
+        """Returns once the committed offset is at least ``sequence``.
+
+        Waits without the lock (the consumer needs it to get there); callers
+        bound the wait themselves.
+        """
+        while self.offset < sequence:
+            await self._offset_written.wait()
 
     async def edit(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Runs an operator's edit between two batches and commits it.

@@ -1,4 +1,5 @@
-"""Reads events back from Ingest's log (``IngestService.ListEvents``) for analysis.
+"""Reads events back from Ingest's log (``IngestService.ListEvents``) for analysis,
+and looks single events up (``GetEvent``) for manual edits.
 
 Correlation keeps groups, not the events' processing details: timelines and
 performance figures are computed from the events themselves, read page by
@@ -9,6 +10,7 @@ answer in memory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +26,8 @@ from corrmesh.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 DEFAULT_MAX_EVENTS = 50_000
 #: Deadline of one ListEvents page.
 PAGE_TIMEOUT_SECONDS = 10.0
+#: GetEvent calls in flight at once for one lookup.
+MAX_LOOKUPS_IN_FLIGHT = 16
 
 
 class TooManyEventsError(Exception):
@@ -62,6 +66,40 @@ class IngestReader:
         """Events with ``start <= occurred_at < end`` (of ``domains``, when given)."""
         wanted = ingest_pb2.EventFilter(domains=domains, occurred_after=start, occurred_before=end)
         return await self._read(wanted, self.max_events)
+
+    async def sequences_of(
+        self, event_ids: Sequence[str], timeout: float = PAGE_TIMEOUT_SECONDS
+    ) -> dict[str, int]:
+        """The log sequence of each of ``event_ids`` Ingest holds; the others are absent.
+
+        ``timeout`` bounds each GetEvent call. Any failure but NOT_FOUND raises.
+        """
+        stub = ingest_pb2_grpc.IngestServiceStub(self.channel)
+        room = asyncio.Semaphore(MAX_LOOKUPS_IN_FLIGHT)
+
+        async def sequence(event_id: str) -> int | None:
+            async with room:
+                try:
+                    found = await stub.GetEvent(
+                        ingest_pb2.GetEventRequest(event_id=event_id), timeout=timeout
+                    )
+                except grpc.aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.NOT_FOUND:
+                        return None
+                    raise
+            return int(found.event.sequence)
+
+        # Every lookup ends before a failure is raised: none is left running unread.
+        answers = await asyncio.gather(
+            *(sequence(event_id) for event_id in event_ids), return_exceptions=True
+        )
+        found: dict[str, int] = {}
+        for event_id, answer in zip(event_ids, answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer is not None:
+                found[event_id] = answer
+        return found
 
     async def _read(self, wanted: ingest_pb2.EventFilter, room: int) -> list[event_pb2.Event]:
         stub = ingest_pb2_grpc.IngestServiceStub(self.channel)
