@@ -14,7 +14,10 @@ pattern matches, its root resource leads the candidates.
 
 The history behind the recurring-failure pattern (which failure showed on
 which workload when, the newest HISTORY_PER_SIGNATURE groups of each) lives in
-memory: after a restart, recurrences count from the groups analysed since.
+memory: after a restart, recurrences count from the groups analysed since. A
+group that adds an occurrence to it sends the groups that showed the same
+failure later back for analysis, so a pattern depends on event time, not on the
+order in which a backlog happened to be analysed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import replace
 from corrmesh.correlation.analysis.actions import BUILT_IN_RULES, ActionRule
 from corrmesh.correlation.analysis.facts import GroupFacts, node_id
 from corrmesh.correlation.analysis.patterns import Found, PatternContext, best_match
-from corrmesh.correlation.analysis.patterns.recurring import signatures
+from corrmesh.correlation.analysis.patterns.recurring import occurrences, regularity, signatures
 from corrmesh.correlation.analysis.reach import TopologyReach
 from corrmesh.correlation.analysis.report import analysis_message
 from corrmesh.correlation.analysis.root_cause import Candidate, RootCauseKnobs, rank_root_causes
@@ -196,6 +199,21 @@ class Analyst:
         self.analysed += stored
         return stored
 
+    def _recheck_later(
+        self, group_id: str, before: dict[str, int], after: dict[str, int], at: int
+    ) -> None:
+        """Sends back for analysis the groups that showed a failure later than
+        ``group_id`` did (at ``at``) and whose recurrence of it the new occurrence
+        changes: they were analysed without it (a fast replay analyses out of
+        event-time order)."""
+        for other, when in before.items():
+            if when <= at or other == group_id:
+                continue
+            was = regularity(occurrences(before.values(), when))
+            now = regularity(occurrences(after.values(), when))
+            if was is not None or now is not None:
+                self._pending[other] = None
+
     async def analyse(
         self, group_id: str, revision: int, members: list[EventInfo]
     ) -> correlation_pb2.Group:
@@ -223,7 +241,10 @@ class Analyst:
         found = best_match(PatternContext(facts, reach, candidates, history))
         for key, at in shown.items():
             seen = self._history.setdefault(key, {})
-            seen[group_id] = at
+            if seen.get(group_id) != at:
+                before = dict(seen)
+                seen[group_id] = at
+                self._recheck_later(group_id, before, seen, at)
             if len(seen) > HISTORY_PER_SIGNATURE:
                 del seen[min(seen, key=seen.__getitem__)]
         candidates = lead_with_pattern_root(candidates, found)

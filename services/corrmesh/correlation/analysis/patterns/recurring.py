@@ -8,6 +8,7 @@ signature (cause type and workload), the times earlier groups showed it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from statistics import mean, pstdev
 
 from corrmesh.correlation.analysis.patterns.base import Found, Pattern, PatternContext
@@ -34,6 +35,25 @@ def signatures(events: list[EventInfo]) -> dict[str, int]:
     return found
 
 
+def occurrences(history: Iterable[int], at: int) -> list[int]:
+    """The times a failure first seen at ``at`` has shown so far: ``history``'s
+    earlier ones, then ``at``."""
+    return [*sorted(t for t in history if t < at), at]
+
+
+def regularity(times: Sequence[int]) -> float | None:
+    """How irregular the gaps between ``times`` are (their coefficient of
+    variation) when the times count as a recurrence; None when they do not."""
+    if len(times) < MIN_OCCURRENCES:
+        return None
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    average = mean(gaps)
+    if average <= 0:
+        return None
+    variation = pstdev(gaps) / average
+    return variation if variation <= MAX_GAP_VARIATION else None
+
+
 def _hours(micros: float) -> str:
     hours = micros / 3_600_000_000
     if hours >= 1:
@@ -48,18 +68,9 @@ class RecurringFailure(Pattern):
     def match(self, context: PatternContext) -> Found | None:
         best: tuple[float, str, list[int]] | None = None
         for key, at in signatures(context.facts.events).items():
-            earlier = sorted(t for t in context.history.get(key, ()) if t < at)
-            times = [*earlier, at]
-            if len(times) < MIN_OCCURRENCES:
-                continue
-            gaps = [b - a for a, b in itertools.pairwise(times)]
-            average = mean(gaps)
-            if average <= 0:
-                continue
-            variation = pstdev(gaps) / average
-            if variation > MAX_GAP_VARIATION:
-                continue
-            if best is None or variation < best[0]:
+            times = occurrences(context.history.get(key, ()), at)
+            variation = regularity(times)
+            if variation is not None and (best is None or variation < best[0]):
                 best = (variation, key, times)
         if best is None:
             return None
