@@ -154,25 +154,28 @@ def get_group(count: int) -> tuple[Result, float]:
     return Result("get group (5 members, as a Group message)", count, seconds, 1_000_000), 0.0
 
 
+def active_events(first: int, count: int, active: int) -> list[event_pb2.Event]:
+    """Events ``first`` .. ``first + count`` of a stream that keeps ``active`` events
+    inside the 300 s window: incidents of 4 events (one fingerprint, one Pod each),
+    every source and title their own. The mesh bench sends the same stream."""
+    rate = active / 300.0
+    return [
+        _event(
+            (first + i) / rate,
+            fingerprint=f"fp-{(first + i) // 4}",
+            resource=f"pod-{((first + i) // 4) % 5000}",
+        )
+        for i in range(count)
+    ]
+
+
 def active_window(active: int, count: int) -> tuple[Result, float]:
     """Incidents of 4 events each, with 10,000 events inside the 300 s window."""
-    rate = active / 300.0
     engine = CorrelationEngine(default_config())
     runner = Runner(engine)
-
-    def batch(first: int, n: int) -> list[event_pb2.Event]:
-        return [
-            _event(
-                (first + i) / rate,
-                fingerprint=f"fp-{(first + i) // 4}",
-                resource=f"pod-{((first + i) // 4) % 5000}",
-            )
-            for i in range(n)
-        ]
-
-    runner.feed(batch(0, active + 2000))
+    runner.feed(active_events(0, active + 2000, active))
     in_window = len(engine.window)
-    measured = batch(active + 2000, count)
+    measured = active_events(active + 2000, count, active)
     seconds = runner.feed(measured)
     note = f"{in_window:,} events in the window"
     return Result("analyse, 10k events active", count, seconds, 20_000, note), baseline(measured)

@@ -25,7 +25,13 @@ from corrmesh.correlation.latency import LatencyReservoir
 from corrmesh.correlation.plans import PairRefs
 from corrmesh.correlation.relations import TopologyRelations
 from corrmesh.correlation.resources import resource_key
-from corrmesh.runtime.tracing import capture_trace_context, context_of, event_span, tracer
+from corrmesh.runtime.tracing import (
+    capture_trace_context,
+    context_of,
+    event_span,
+    spans_exported,
+    tracer,
+)
 from corrmesh.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -144,8 +150,9 @@ class Consumer:
                 dicom_store.load_headers, self.gate.store.sessions, stored
             )
             self.engine.adopt_headers(headers)
+        record = spans_exported()
         for index, event in enumerate(events):
-            with event_span(_tracer, "correlation.analyze", event):
+            with event_span(_tracer, "correlation.analyze", event, record=record):
                 started = time.perf_counter()
                 plan = self.engine.prepare(event)
                 missing = self.relations.missing_for(plan)
@@ -173,6 +180,12 @@ class Consumer:
             predicted = self.engine.predict_pairs(rest, MAX_PAIRS_PER_CALL - len(pairs))
             for pair, refs in self.relations.missing(predicted).items():
                 pairs.setdefault(pair, refs)
+            # Whether Topology knows the batch's resources, asked now rather than
+            # in a call of its own for each new one.
+            for event in rest:
+                if len(pairs) >= MAX_PAIRS_PER_CALL:
+                    break
+                self.relations.add_probe(pairs, resource_key(event.resource), event.resource)
             keys = {key for pair in pairs for key in pair}
             for event in rest:
                 if resource_key(event.resource) not in keys:

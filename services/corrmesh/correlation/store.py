@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Insert, Table, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from corrmesh.correlation import config as config_module
 from corrmesh.correlation.dicom import store as dicom_store
 from corrmesh.correlation.groups import GroupState, datetime_us, micros_of
 from corrmesh.correlation.models import (
+    Base,
     ConsumerOffsetRow,
     CorrelationConfigRow,
     EdgeRow,
@@ -56,6 +57,15 @@ TRACKED_STATUSES = (
     correlation_pb2.GROUP_STATUS_STABLE,
     correlation_pb2.GROUP_STATUS_RESOLVED,
 )
+
+
+def _rows(model: type[Base]) -> Insert:
+    """A plain INSERT into ``model``'s table, for a list of row dicts keyed by column.
+
+    The ORM's bulk INSERT of the same rows (``insert(model)``) walks each row
+    through the mapper first: a sixth of the consumer's CPU when it is busy,
+    for rows that are plain column values already."""
+    return insert(cast(Table, model.__table__))
 
 
 def _insert_ignoring_duplicates(session: Session) -> Any:
@@ -177,7 +187,7 @@ class CorrelationStore:
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
             if changes.new_groups:
-                session.execute(insert(GroupRow), [group_values(g) for g in changes.new_groups])
+                session.execute(_rows(GroupRow), [group_values(g) for g in changes.new_groups])
             if changes.changed_groups:
                 session.execute(update(GroupRow), [group_values(g) for g in changes.changed_groups])
             for old, into in changes.absorbed.items():
@@ -203,7 +213,7 @@ class CorrelationStore:
                 )
             if changes.new_members:
                 session.execute(
-                    insert(GroupMemberRow),
+                    _rows(GroupMemberRow),
                     [{**event_values(m), "group_id": m.group_id} for m in changes.new_members],
                 )
             for part in chunks(changes.lone_removed):
@@ -215,12 +225,12 @@ class CorrelationStore:
                     )
                 )
             if changes.lone_added:
-                session.execute(insert(LoneEventRow), [event_values(e) for e in changes.lone_added])
+                session.execute(_rows(LoneEventRow), [event_values(e) for e in changes.lone_added])
             if changes.new_edges:
-                session.execute(insert(EdgeRow), [edge_values(g, e) for g, e in changes.new_edges])
+                session.execute(_rows(EdgeRow), [edge_values(g, e) for g, e in changes.new_edges])
             if changes.updates:
                 session.execute(
-                    insert(GroupUpdateRow),
+                    _rows(GroupUpdateRow),
                     [
                         {
                             "sequence": u.sequence,
@@ -272,10 +282,10 @@ class CorrelationStore:
             {**event_values(m), "group_id": g.group_id} for g in groups for m in g.members.values()
         ]
         if members:
-            session.execute(insert(GroupMemberRow), members)
+            session.execute(_rows(GroupMemberRow), members)
         edges = [edge_values(g.group_id, e) for g in groups for e in g.edges]
         if edges:
-            session.execute(insert(EdgeRow), edges)
+            session.execute(_rows(EdgeRow), edges)
 
     @staticmethod
     def _store_offset(

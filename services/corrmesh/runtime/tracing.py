@@ -8,6 +8,13 @@ later continues that trace with :func:`event_span`.
 The correlation id rides in W3C baggage as ``correlation.id``; the
 :class:`CorrelationIdSpanProcessor` copies it onto every span started while it is
 in the context, as the attribute ``corrmesh.correlation_id``.
+
+A span per event is the costliest step of a busy consumer, so when the process
+has no exporter (``OTEL_TRACES_EXPORTER=none``, the default) and no other
+processor was added (:func:`spans_exported`), its consumers call
+:func:`event_span` with ``record=False``: no span is started, but the event's
+stored context is made current, so log lines, outgoing calls and the updates the
+event causes carry its trace and correlation ids all the same.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from corrmesh.v1 import event_pb2
 CORRELATION_BAGGAGE_KEY = "correlation.id"
 CORRELATION_ATTRIBUTE = "corrmesh.correlation_id"
 
-_provider: TracerProvider | None = None
+_provider: MeshTracerProvider | None = None
 
 
 class CorrelationIdSpanProcessor(SpanProcessor):
@@ -46,6 +53,17 @@ class CorrelationIdSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
+
+
+class MeshTracerProvider(TracerProvider):
+    """The SDK's provider, knowing whether any processor receives finished spans."""
+
+    exporting = False
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        if not isinstance(span_processor, CorrelationIdSpanProcessor):
+            self.exporting = True
 
 
 def _exporters_from_env() -> list[SpanExporter]:
@@ -69,7 +87,7 @@ def _exporters_from_env() -> list[SpanExporter]:
 
 def configure_tracing(
     service: str, exporters: Sequence[SpanExporter] | None = None
-) -> TracerProvider:
+) -> MeshTracerProvider:
     """Installs the global tracer provider for this process (once).
 
     The service name is ``corrmesh-<service>`` unless ``OTEL_SERVICE_NAME`` says
@@ -80,7 +98,7 @@ def configure_tracing(
     if _provider is not None:
         return _provider
     name = os.environ.get("OTEL_SERVICE_NAME") or f"corrmesh-{service}"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = MeshTracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(CorrelationIdSpanProcessor())
     chosen = list(exporters) if exporters is not None else _exporters_from_env()
     for exporter in chosen:
@@ -98,6 +116,12 @@ def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.force_flush()
         _provider.shutdown()
+
+
+def spans_exported() -> bool:
+    """Whether a span finished in this process reaches anything: an exporter or
+    another processor (True when :func:`configure_tracing` did not set up tracing)."""
+    return _provider is None or _provider.exporting
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -141,17 +165,23 @@ def event_span(
     event: event_pb2.Event,
     links: Sequence[Link] = (),
     kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    record: bool = True,
 ) -> Iterator[trace.Span]:
     """Continues ``event``'s trace: a child span of the span that accepted it.
 
     The event's correlation id is put in baggage for the span's lifetime, so
-    spans and log lines made inside carry it too.
+    spans and log lines made inside carry it too. With ``record=False`` no span
+    is started: the event's own context is made current and its
+    (non-recording) span yielded (module docstring).
     """
     ctx = context_of(event.trace_context)
     if event.correlation_id:
         ctx = with_correlation_id(event.correlation_id, ctx)
     token = context.attach(ctx)
     try:
+        if not record:
+            yield trace.get_current_span()
+            return
         with span_tracer.start_as_current_span(name, kind=kind, links=links) as span:
             if event.correlation_id:
                 span.set_attribute(CORRELATION_ATTRIBUTE, event.correlation_id)
