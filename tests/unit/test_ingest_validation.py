@@ -72,6 +72,14 @@ def test_required_fields() -> None:
         ({"resource": event_pb2.ResourceRef(cluster="\x00")}, "events[3].resource.cluster"),
         ({"attributes": {"": "v"}}, "events[3].attributes"),
         ({"attributes": {f"k{i}": "v" for i in range(257)}}, "events[3].attributes"),
+        ({"attributes": {"k" * 257: "v"}}, "events[3].attributes"),
+        # Keys and values are capped in bytes too: 129 two-byte characters are 258.
+        ({"attributes": {"é" * 129: "v"}}, "events[3].attributes"),
+        ({"attributes": {"k": "v" * 8193}}, "events[3].attributes"),
+        ({"attributes": {"k": "€" * 2731}}, "events[3].attributes"),
+        ({"fingerprint": "f" * 1025}, "events[3].fingerprint"),
+        ({"fingerprint": "€" * 342}, "events[3].fingerprint"),
+        ({"description": "€" * 21846}, "events[3].description"),
     ],
 )
 def test_each_rule_names_its_field(change: dict[str, Any], field: str) -> None:
@@ -80,7 +88,12 @@ def test_each_rule_names_its_field(change: dict[str, Any], field: str) -> None:
 
 def test_boundaries_are_inclusive() -> None:
     event = make_event(
-        event_id="e" * 128, title="t" * MAX_TITLE_BYTES, resource=event_pb2.ResourceRef()
+        event_id="e" * 128,
+        title="t" * MAX_TITLE_BYTES,
+        fingerprint="€" * 341 + "f",
+        description="d" * MAX_DESCRIPTION_BYTES,
+        resource=event_pb2.ResourceRef(),
+        attributes={"é" * 128: "€" * 2730 + "vv", "k" * 256: "v"},
     )
     assert _violations(event) == []
 

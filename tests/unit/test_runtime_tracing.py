@@ -1,14 +1,19 @@
+from urllib.parse import quote_plus
+
 import pytest
-from opentelemetry import baggage, trace
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from corrmesh.runtime import tracing
 from corrmesh.runtime.tracing import (
     CORRELATION_ATTRIBUTE,
     CorrelationIdSpanProcessor,
     MeshTracerProvider,
+    TraceContextStamps,
     capture_trace_context,
     event_span,
     spans_exported,
@@ -95,3 +100,75 @@ def test_spans_count_as_exported_once_something_receives_them(
     assert spans_exported()
     monkeypatch.setattr(tracing, "_provider", None)
     assert spans_exported(), "a process that did not configure tracing records as before"
+
+
+AWKWARD_IDS = ["alertmanager:0a1b:1790000000.000000000", "a b", "x=y,z;q", "caf\u00e9 \u2603", ""]
+
+
+def _stamped_like_capture(upstream: dict[str, str]) -> None:
+    provider, _ = _provider()
+    ctx = context.get_current()
+    for key, value in upstream.items():
+        ctx = baggage.set_baggage(key, value, ctx)
+    token = context.attach(ctx)
+    try:
+        with provider.get_tracer("test").start_as_current_span("accept"):
+            stamps = TraceContextStamps()
+            for correlation_id in AWKWARD_IDS:
+                expected = capture_trace_context(with_correlation_id(correlation_id))
+                assert stamps.for_correlation(correlation_id) == expected, correlation_id
+    finally:
+        context.detach(token)
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        {},
+        {"tenant": "blue team", "correlation.id": "from-upstream"},
+        {"big": "v" * 5000},
+    ],
+    ids=["alone", "with-upstream-baggage", "long-header"],
+)
+def test_stamps_equal_a_full_capture_for_every_id(upstream: dict[str, str]) -> None:
+    _stamped_like_capture(upstream)
+
+
+def test_stamps_equal_a_full_capture_without_a_baggage_propagator() -> None:
+    configured = propagate.get_global_textmap()
+    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator()]))
+    try:
+        _stamped_like_capture({"tenant": "blue"})
+    finally:
+        propagate.set_global_textmap(configured)
+
+
+def test_a_stamp_carries_the_id_back_out() -> None:
+    stamps = TraceContextStamps()
+    for correlation_id in AWKWARD_IDS[:-1]:
+        stored = stamps.for_correlation(correlation_id)
+        event = event_pb2.Event(correlation_id="", trace_context=stored)
+        with event_span(trace.get_tracer("test"), "process", event, record=False):
+            assert baggage.get_baggage("correlation.id") == correlation_id
+
+
+def test_stamps_run_the_propagators_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    inject = propagate.inject
+
+    def counted(carrier: dict[str, str], context: object = None) -> None:
+        calls.append(carrier)
+        inject(carrier, context=context)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(propagate, "inject", counted)
+    stamps = TraceContextStamps()
+    made = {stamps.for_correlation(f"corr-{n}").baggage for n in range(50)}
+    assert len(made) == 50 and len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["".join(map(chr, range(128))), "alertmanager:0a1b:17.0", "a b+c%2F", "naïve ☃", ""],
+)
+def test_baggage_encoding_is_quote_plus(value: str) -> None:
+    assert tracing.baggage_encoded(value) == quote_plus(value)

@@ -22,11 +22,7 @@ from corrmesh.ingest.log import Appended
 from corrmesh.ingest.validation import MAX_ID_CHARS, validate_event
 from corrmesh.ingest.writer import GroupCommitWriter
 from corrmesh.runtime.errors import FieldViolations
-from corrmesh.runtime.tracing import (
-    CORRELATION_ATTRIBUTE,
-    capture_trace_context,
-    with_correlation_id,
-)
+from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, TraceContextStamps
 from corrmesh.v1 import event_pb2, ingest_pb2
 
 EVENTS_ACCEPTED_ATTRIBUTE = "corrmesh.events_accepted"
@@ -76,8 +72,7 @@ def _check(events: Sequence[event_pb2.Event]) -> _Checked:
     accepted: list[int] = []
     to_commit: list[event_pb2.Event] = []
     new_ids: set[str] = set()
-    # Events of one batch often share a correlation id: inject once per id.
-    contexts: dict[str, event_pb2.TraceContext] = {}
+    stamps = TraceContextStamps()
     for index, event in enumerate(events):
         violations = FieldViolations(prefix=f"events[{index}]")
         validate_event(event, violations)
@@ -97,11 +92,7 @@ def _check(events: Sequence[event_pb2.Event]) -> _Checked:
             event.correlation_id = str(uuid.uuid4())
         event.sequence = 0
         event.ClearField("ingested_at")
-        trace_context = contexts.get(event.correlation_id)
-        if trace_context is None:
-            trace_context = capture_trace_context(with_correlation_id(event.correlation_id))
-            contexts[event.correlation_id] = trace_context
-        event.trace_context.CopyFrom(trace_context)
+        event.trace_context.CopyFrom(stamps.for_correlation(event.correlation_id))
         results.append(ingest_pb2.PublishResult(index=index))
         accepted.append(index)
         to_commit.append(event)

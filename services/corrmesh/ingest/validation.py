@@ -7,6 +7,8 @@ the offending value: events may carry PHI (DICOM patient ids, free text).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from google.protobuf import timestamp_pb2
 
 from corrmesh.runtime.errors import FieldViolations
@@ -66,28 +68,39 @@ def _check_column(violations: FieldViolations, path: str, text: str, limit: int)
         violations.add(path, "must not contain NUL characters")
 
 
+_RESOURCE_COLUMNS = tuple(
+    (name, f"resource.{name}")
+    for name in ("cluster", "kind", "namespace", "name", "uid", "api_version")
+)
+#: UTF-8 needs at most this many bytes for one character.
+_MAX_UTF8_BYTES = 4
+
+
 def _validate_resource(resource: event_pb2.ResourceRef, violations: FieldViolations) -> None:
     if resource.name and not resource.kind:
         violations.add("resource.kind", "is required when resource.name is set")
-    for name in ("cluster", "kind", "namespace", "name", "uid", "api_version"):
-        _check_column(violations, f"resource.{name}", getattr(resource, name), MAX_RESOURCE_CHARS)
+    for name, path in _RESOURCE_COLUMNS:
+        _check_column(violations, path, getattr(resource, name), MAX_RESOURCE_CHARS)
 
 
-def _validate_attributes(event: event_pb2.Event, violations: FieldViolations) -> None:
-    attributes = event.attributes
+def _validate_attributes(
+    attributes: Mapping[str, str], event_bytes: int, violations: FieldViolations
+) -> None:
+    """Counts, empty keys, and sizes; ``event_bytes`` (the serialized event's size)
+    bounds every value, so values are only measured when the event is large."""
     if len(attributes) > MAX_ATTRIBUTES:
         violations.add("attributes", f"must have at most {MAX_ATTRIBUTES} entries")
     # Keys are named by position only: a key may itself be sensitive.
-    empty_key = long_key = long_value = False
-    for key, value in attributes.items():
-        empty_key = empty_key or not key
-        long_key = long_key or _utf8_len(key) > MAX_ATTRIBUTE_KEY_BYTES
-        long_value = long_value or _utf8_len(value) > MAX_ATTRIBUTE_VALUE_BYTES
-    if empty_key:
+    if "" in attributes:
         violations.add("attributes", "keys must not be empty")
-    if long_key:
+    longest_key = max(map(len, attributes), default=0)
+    if longest_key * _MAX_UTF8_BYTES > MAX_ATTRIBUTE_KEY_BYTES and any(
+        _utf8_len(key) > MAX_ATTRIBUTE_KEY_BYTES for key in attributes
+    ):
         violations.add("attributes", f"keys must be at most {MAX_ATTRIBUTE_KEY_BYTES} bytes")
-    if long_value:
+    if event_bytes > MAX_ATTRIBUTE_VALUE_BYTES and any(
+        _utf8_len(value) > MAX_ATTRIBUTE_VALUE_BYTES for value in attributes.values()
+    ):
         violations.add("attributes", f"values must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
 
 
@@ -136,6 +149,8 @@ def validate_event(event: event_pb2.Event, violations: FieldViolations) -> None:
     Ingest overwrites them.
     """
     before = len(violations.items)
+    # No string in the event is longer than the event: size checks below it are skipped.
+    event_bytes = event.ByteSize()
     if event.domain == event_pb2.DOMAIN_UNSPECIFIED:
         violations.add("domain", "is required")
     elif event.domain not in _DOMAINS:
@@ -146,7 +161,7 @@ def validate_event(event: event_pb2.Event, violations: FieldViolations) -> None:
         _check_column(violations, "source", event.source, MAX_SOURCE_CHARS)
     if not event.title:
         violations.add("title", "is required")
-    else:
+    elif event_bytes > MAX_TITLE_BYTES:
         _check_bytes(violations, "title", event.title, MAX_TITLE_BYTES)
     if not event.HasField("occurred_at"):
         violations.add("occurred_at", "is required")
@@ -157,18 +172,20 @@ def validate_event(event: event_pb2.Event, violations: FieldViolations) -> None:
     _check_column(violations, "event_id", event.event_id, MAX_ID_CHARS)
     _check_column(violations, "correlation_id", event.correlation_id, MAX_ID_CHARS)
     _check_column(violations, "type", event.type, MAX_TYPE_CHARS)
-    _check_bytes(violations, "description", event.description, MAX_DESCRIPTION_BYTES)
-    _check_bytes(violations, "fingerprint", event.fingerprint, MAX_FINGERPRINT_BYTES)
+    if event_bytes > MAX_DESCRIPTION_BYTES:
+        _check_bytes(violations, "description", event.description, MAX_DESCRIPTION_BYTES)
+    if event_bytes > MAX_FINGERPRINT_BYTES:
+        _check_bytes(violations, "fingerprint", event.fingerprint, MAX_FINGERPRINT_BYTES)
     if event.HasField("resource"):
         _validate_resource(event.resource, violations)
     if event.attributes:
-        _validate_attributes(event, violations)
+        _validate_attributes(event.attributes, event_bytes, violations)
     details = event.WhichOneof("details")
     if details == "camera":
         _validate_camera(event, violations)
     elif details == "dicom":
         _validate_dicom(event, violations)
-    if len(violations.items) == before and event.ByteSize() > MAX_EVENT_BYTES:
+    if len(violations.items) == before and event_bytes > MAX_EVENT_BYTES:
         violations.add("", f"the serialized event must be at most {MAX_EVENT_BYTES} bytes")
 
 
