@@ -172,3 +172,54 @@ def test_stamps_run_the_propagators_once(monkeypatch: pytest.MonkeyPatch) -> Non
 )
 def test_baggage_encoding_is_quote_plus(value: str) -> None:
     assert tracing.baggage_encoded(value) == quote_plus(value)
+
+
+def _traceparent_parts(stored: event_pb2.TraceContext) -> list[str]:
+    return stored.traceparent.split("-")  # version, trace id, span id, flags
+
+
+def test_an_unrecorded_entry_starts_a_sampled_trace_of_its_own() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("test")
+    stored = []
+    for correlation_id in ("assoc-1", "assoc-1"):
+        with tracing.entry_span(
+            tracer, "dicom.c_store", with_correlation_id(correlation_id), record=False
+        ) as span:
+            assert not span.is_recording()
+            stored.append(capture_trace_context())
+    assert exporter.get_finished_spans() == ()
+    first, second = (_traceparent_parts(s) for s in stored)
+    assert first[3] == second[3] == "01"
+    assert first[1] != second[1] and int(first[1], 16) and int(first[2], 16)
+    assert "correlation.id=assoc-1" in stored[0].baggage
+    # Outside the block the context is what it was.
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_an_unrecorded_entry_keeps_the_callers_trace() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("alertmanager.notify"):
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+    parent = propagate.extract(headers)
+    with tracing.entry_span(tracer, "alertmanager.webhook", parent, record=False):
+        stored = capture_trace_context()
+    assert stored.traceparent == headers["traceparent"]
+    assert [s.name for s in exporter.get_finished_spans()] == ["alertmanager.notify"]
+
+
+def test_a_recorded_entry_is_a_server_span_under_the_caller() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("alertmanager.notify") as calling:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+    with tracing.entry_span(tracer, "alertmanager.webhook", propagate.extract(headers)):
+        stored = capture_trace_context()
+    accepted = exporter.get_finished_spans()[-1]
+    assert accepted.name == "alertmanager.webhook" and accepted.kind == trace.SpanKind.SERVER
+    assert accepted.parent is not None
+    assert accepted.parent.span_id == calling.get_span_context().span_id
+    assert _traceparent_parts(stored)[2] == format(accepted.context.span_id, "016x")

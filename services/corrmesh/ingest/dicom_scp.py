@@ -57,7 +57,13 @@ from corrmesh.ingest.storage import (
     set_nodelay,
 )
 from corrmesh.runtime.settings import Settings
-from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, tracer, with_correlation_id
+from corrmesh.runtime.tracing import (
+    CORRELATION_ATTRIBUTE,
+    entry_span,
+    spans_exported,
+    tracer,
+    with_correlation_id,
+)
 from corrmesh.v1 import event_pb2
 
 log = logging.getLogger(__name__)
@@ -195,6 +201,7 @@ class DicomScp:
         self._sessions: dict[int, _Session] = {}
         self._lock = threading.Lock()
         self._server: ThreadedAssociationServer | None = None
+        self._record_spans = spans_exported()
         self.port = 0
 
     def start(self) -> int:
@@ -297,9 +304,7 @@ class DicomScp:
         session = self._session(event)
         association = session.association
         ctx = with_correlation_id(association.association_id)
-        with _tracer.start_as_current_span(
-            "dicom.c_store", context=ctx, kind=trace.SpanKind.SERVER
-        ) as span:
+        with entry_span(_tracer, "dicom.c_store", ctx, record=self._record_spans) as span:
             span.set_attribute(CORRELATION_ATTRIBUTE, association.association_id)
             span.set_attribute("dicom.calling_ae_title", association.calling_ae_title)
             status, ids, steps, path = self._receive_and_store(event)

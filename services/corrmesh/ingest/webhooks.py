@@ -27,7 +27,7 @@ from typing import Any
 
 import uvicorn
 from google.protobuf import timestamp_pb2
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,7 +37,7 @@ from corrmesh.ingest.alertmanager import PayloadError, payload_events
 from corrmesh.ingest.edge import EdgePublisher, rejected_fields
 from corrmesh.runtime.auth import WRITE_SCOPE, Principal, load_tokens
 from corrmesh.runtime.settings import Settings
-from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, tracer
+from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, entry_span, spans_exported, tracer
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -82,6 +82,8 @@ async def _read_body(request: Request) -> bytes | None:
 def build_app(sink: EdgePublisher, tokens: _Tokens | None = None) -> Starlette:
     """The webhook application; ``tokens`` None leaves it open (like the gRPC API)."""
 
+    record = spans_exported()
+
     async def alertmanager(request: Request) -> Response:
         if tokens is not None and not tokens.allows(request.headers.get("authorization", "")):
             return _error(401, "missing or unknown bearer token (needs the 'write' scope)")
@@ -89,9 +91,7 @@ def build_app(sink: EdgePublisher, tokens: _Tokens | None = None) -> Starlette:
         if body is None:
             return _error(413, f"the body must be at most {MAX_BODY_BYTES} bytes")
         parent = propagate.extract(dict(request.headers))
-        with _tracer.start_as_current_span(
-            "alertmanager.webhook", context=parent, kind=trace.SpanKind.SERVER
-        ) as span:
+        with entry_span(_tracer, "alertmanager.webhook", parent, record=record) as span:
             try:
                 payload = json.loads(body)
             except json.JSONDecodeError as exc:

@@ -12,9 +12,11 @@ in the context, as the attribute ``corrmesh.correlation_id``.
 A span per event is the costliest step of a busy consumer, so when the process
 has no exporter (``OTEL_TRACES_EXPORTER=none``, the default) and no other
 processor was added (:func:`spans_exported`), its consumers call
-:func:`event_span` with ``record=False``: no span is started, but the event's
-stored context is made current, so log lines, outgoing calls and the updates the
-event causes carry its trace and correlation ids all the same.
+:func:`event_span` and its edges (webhook, C-STORE) :func:`entry_span` with
+``record=False``: no span is started, but the event's stored context (or the
+caller's, or a fresh trace id) is made current, so log lines, outgoing calls,
+stored events and the updates they cause carry trace and correlation ids all the
+same.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.trace import Link
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags
 
 from corrmesh.v1 import event_pb2
 
@@ -127,6 +130,49 @@ def spans_exported() -> bool:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
+
+
+_ids = RandomIdGenerator()
+
+
+@contextmanager
+def entry_span(
+    span_tracer: trace.Tracer,
+    name: str,
+    parent: Context | None = None,
+    kind: trace.SpanKind = trace.SpanKind.SERVER,
+    record: bool = True,
+) -> Iterator[trace.Span]:
+    """The span of a request entering the mesh at an edge (webhook, C-STORE), current
+    inside the block, as a child of ``parent`` (default: current context).
+
+    With ``record=False`` no span is started (module docstring): the parent's span
+    context is made current as it is, or, without a valid one, a new trace id and
+    span id, sampled as the SDK's default sampler would, so events accepted here
+    still carry a trace of their own.
+    """
+    if record:
+        with span_tracer.start_as_current_span(name, context=parent, kind=kind) as started:
+            yield started
+        return
+    ctx = parent if parent is not None else context.get_current()
+    upstream = trace.get_current_span(ctx).get_span_context()
+    if upstream.is_valid:
+        span = NonRecordingSpan(upstream)
+    else:
+        span = NonRecordingSpan(
+            SpanContext(
+                trace_id=_ids.generate_trace_id(),
+                span_id=_ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+        )
+    token = context.attach(trace.set_span_in_context(span, ctx))
+    try:
+        yield span
+    finally:
+        context.detach(token)
 
 
 def with_correlation_id(correlation_id: str, ctx: Context | None = None) -> Context:
