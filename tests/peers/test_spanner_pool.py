@@ -79,6 +79,9 @@ def test_the_next_find_runs_on_the_kept_association(pool: AssociationPool, peers
     assert transport is not None and transport.socket is not None
     assert transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     pool.give_back(key(peer), kept)
+    # Waiting in the pool, its reactor thread is parked rather than polling.
+    wait_until(lambda: kept._is_paused)
+    assert not kept._reactor_checkpoint.is_set()
 
     assert find(pool, peer) == expected
     assert pool.take(key(peer)) is kept
@@ -203,6 +206,29 @@ def test_a_kept_association_dropped_unnoticed_is_replaced_transparently(
     # pynetdicom's network thread marks it ended itself, and the pool must not
     # hand it out: either way the caller sees the answer and no error.
     pool.give_back(key(peer), kept)
+
+    assert find(pool, peer) == expected
+    assert pool.take(key(peer)) is not kept
+
+
+def test_a_parked_association_the_source_ended_is_not_lent(
+    pool: AssociationPool, peers: Peers
+) -> None:
+    """Nothing but pynetdicom's network thread watches a parked association: when
+    the source ends it, the pool sees what that thread received and lends a new one."""
+    peer = peers.dcmqrscp
+    expected = union(peers.loaded["c"], "STUDY")
+    find(pool, peer)
+    kept = pool.take(key(peer))
+    assert kept is not None
+    pool.give_back(key(peer), kept)
+    wait_until(lambda: kept._is_paused)
+
+    peer.process.stop()
+    peer.process.start()
+    wait_until(lambda: kept.dul.peek_next_pdu() is not None or not kept.dimse.msg_queue.empty())
+    assert kept.is_established  # as far as the parked reactor knows
+    assert pool.take(key(peer)) is None
 
     assert find(pool, peer) == expected
     assert pool.take(key(peer)) is not kept
