@@ -18,6 +18,8 @@ from corrmesh.spanner.pool import AssociationPool
 from tests.support.dicom_data import uid, union
 
 if TYPE_CHECKING:
+    from pynetdicom.association import Association
+
     from tests.support.dicom_peers import Peer, Peers
 
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -52,6 +54,15 @@ def find(pool: AssociationPool, peer: Peer) -> set[str]:
         remote(peer), CALLING_AE, STUDY_ROOT_FIND, keys, 10, threading.Event(), pool
     )
     return {uid(match.StudyInstanceUID) for match in matches}
+
+
+def kept_after_a_find(pool: AssociationPool, peer: Peer) -> Association:
+    """The association a C-FIND at ``peer`` left in ``pool``, back in it."""
+    find(pool, peer)
+    kept = pool.take(key(peer))
+    assert kept is not None
+    pool.give_back(key(peer), kept)
+    return kept
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -153,10 +164,7 @@ def test_a_source_that_went_away_fails_then_gets_a_new_association(
 ) -> None:
     peer = peers.dcmqrscp
     expected = union(peers.loaded["c"], "STUDY")
-    find(pool, peer)
-    kept = pool.take(key(peer))
-    assert kept is not None
-    pool.give_back(key(peer), kept)
+    kept = kept_after_a_find(pool, peer)
 
     with peer.process.stopped():
         with pytest.raises(dimse.SourceError):
@@ -172,10 +180,7 @@ def test_a_source_that_went_away_fails_then_gets_a_new_association(
 def test_a_closed_pool_keeps_nothing(peers: Peers) -> None:
     pool = AssociationPool(dimse.release_later)
     peer = peers.orthanc_a
-    find(pool, peer)
-    kept = pool.take(key(peer))
-    assert kept is not None
-    pool.give_back(key(peer), kept)
+    kept = kept_after_a_find(pool, peer)
     pool.close()
     assert pool.idle() == 0
     wait_until(lambda: kept.is_released)
@@ -218,10 +223,7 @@ def test_a_parked_association_the_source_ended_is_not_lent(
     the source ends it, the pool sees what that thread received and lends a new one."""
     peer = peers.dcmqrscp
     expected = union(peers.loaded["c"], "STUDY")
-    find(pool, peer)
-    kept = pool.take(key(peer))
-    assert kept is not None
-    pool.give_back(key(peer), kept)
+    kept = kept_after_a_find(pool, peer)
     wait_until(lambda: kept._is_paused)
 
     peer.process.stop()
