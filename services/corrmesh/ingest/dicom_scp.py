@@ -54,8 +54,8 @@ from corrmesh.ingest.storage import (
     ForwardTarget,
     describe_os_error,
     part10_header,
-    set_nodelay,
 )
+from corrmesh.runtime.dicom_net import NODELAY_HANDLERS, share_contexts
 from corrmesh.runtime.settings import Settings
 from corrmesh.runtime.tracing import (
     CORRELATION_ATTRIBUTE,
@@ -129,9 +129,10 @@ def start_storage_server(
         (host, port),
         block=False,
         ssl_context=ssl_context,
-        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), *handlers],
+        evt_handlers=[*NODELAY_HANDLERS, *handlers],
     )
     assert server is not None
+    share_contexts(server)
     # pynetdicom's standard handlers format every PDU and DIMSE message into
     # log lines; they cost time per instance and say nothing we record.
     for event in (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT):

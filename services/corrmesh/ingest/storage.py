@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import re
-import socket
 import struct
 import threading
 from collections.abc import Sequence
@@ -26,11 +25,11 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
-from pynetdicom.events import Event as DicomEvent
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
 from corrmesh.ingest.dicom_steps import Association, Identifiers, Step, step_event
 from corrmesh.ingest.edge import EdgePublisher
+from corrmesh.runtime.dicom_net import NODELAY_HANDLERS
 from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, tracer
 from corrmesh.v1 import event_pb2
 
@@ -44,14 +43,6 @@ FORWARD_BATCH = 200
 MAX_CONTEXTS = 128
 #: C-STORE statuses that mean the PACS has the instance (success and warnings).
 _STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
-
-
-def set_nodelay(event: DicomEvent) -> None:
-    """EVT_CONN_OPEN handler: turn Nagle off (40 ms per round trip otherwise)."""
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        with contextlib.suppress(OSError):
-            sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -284,7 +275,7 @@ class Forwarder:
             self.target.host,
             self.target.port,
             ae_title=self.target.ae_title,
-            evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+            evt_handlers=NODELAY_HANDLERS,
         )
         steps: list[Step] = []
         if not assoc.is_established:

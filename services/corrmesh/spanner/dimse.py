@@ -8,7 +8,6 @@ Callers run these functions in a worker thread.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from pynetdicom import AE, StoragePresentationContexts, _config, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
+from corrmesh.runtime.dicom_net import NODELAY_HANDLERS
 from corrmesh.spanner.datasets import decoded
 from corrmesh.v1 import spanner_pb2 as pb
 
@@ -42,17 +42,6 @@ class SourceError(Exception):
 
 class Cancelled(Exception):  # noqa: N818 - the state, like asyncio.CancelledError
     """The caller cancelled the operation while it ran."""
-
-
-def set_nodelay(event: Event) -> None:
-    """EVT_CONN_OPEN handler: turn Nagle off on the association's socket."""
-    transport = event.assoc.dul.socket
-    sock = getattr(transport, "socket", None) if transport is not None else None
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-NODELAY_HANDLERS: list[Any] = [(evt.EVT_CONN_OPEN, set_nodelay)]
 
 
 def quiet_pynetdicom() -> None:

@@ -25,8 +25,8 @@ from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from corrmesh.runtime.dicom_net import NODELAY_HANDLERS, share_contexts
 from corrmesh.spanner.datasets import MODELS_BY_UID, UTF8, level_of
-from corrmesh.spanner.dimse import NODELAY_HANDLERS
 from corrmesh.spanner.engine import QuerySpec, SpannerEngine
 from corrmesh.spanner.retrieve import Retriever
 from corrmesh.v1 import spanner_pb2 as pb
@@ -38,16 +38,6 @@ FAILED_IDENTIFIER = 0xA900
 CANCELLED = 0xFE00
 CANCEL_CHECK_SECONDS = 0.05
 _DONE = object()
-
-
-class _SharedContexts(list[Any]):
-    """The server's supported presentation contexts, handed to each association
-    without a copy. pynetdicom deep-copies them per association (~10 ms for the
-    ~180 contexts here, storage included for C-GET), but negotiation only reads
-    them and builds its own result contexts."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
-        return list(self)
 
 
 class SpanningScp:
@@ -80,7 +70,7 @@ class SpanningScp:
         ]
         server = ae.start_server((host, port), block=False, evt_handlers=handlers)
         assert server is not None
-        server.contexts = _SharedContexts(server.contexts)
+        share_contexts(server)
         self._server = server
 
     def stop(self) -> None:
