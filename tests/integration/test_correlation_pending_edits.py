@@ -71,7 +71,11 @@ def correlate(*event_ids: str) -> correlation_pb2.CorrelateEventsRequest:
 
 
 async def consumer_sequence(m: Mesh) -> int:
-    return (await m.correlation.GetStats(correlation_pb2.GetStatsRequest())).consumer_sequence
+    return (
+        await m.correlation.GetStats(
+            correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_BASIC)
+        )
+    ).consumer_sequence
 
 
 async def error_of(call: Any) -> grpc.aio.AioRpcError:

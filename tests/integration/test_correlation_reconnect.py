@@ -64,7 +64,7 @@ async def publish(address: str, *events) -> int:
 
 async def wait_consumed(stub: Any, sequence: int) -> None:
     """Polls the server's committed offset: no event to wait on across gRPC."""
-    request = correlation_pb2.GetStatsRequest()
+    request = correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_BASIC)
     async with asyncio.timeout(TIMEOUT):
         while (await stub.GetStats(request)).consumer_sequence < sequence:  # noqa: ASYNC110
             await asyncio.sleep(0.05)

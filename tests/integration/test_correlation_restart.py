@@ -89,7 +89,9 @@ async def consumer_sequence(address: str) -> int | None:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = correlation_pb2_grpc.CorrelationServiceStub(channel)
         try:
-            stats = await stub.GetStats(correlation_pb2.GetStatsRequest(), timeout=2)
+            stats = await stub.GetStats(
+                correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_BASIC), timeout=2
+            )
         except grpc.aio.AioRpcError:
             return None
         return stats.consumer_sequence

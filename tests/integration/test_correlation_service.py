@@ -128,6 +128,25 @@ async def test_groups_form_stream_and_resume(
         assert stats.noise_reduction == pytest.approx(1 - 2 / 4)
         assert [(s.strategy, s.matches) for s in stats.matches] == [("fingerprint", 3)]
         assert stats.analyze_latency_p99.ToNanoseconds() > 0
+        # The basic view, for polling: the same progress figures, nothing counted.
+        basic = await m.correlation.GetStats(
+            correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_BASIC)
+        )
+        assert (basic.events_in, basic.groups_created, basic.consumer_sequence) == (
+            4,
+            1,
+            sequences[-1],
+        )
+        assert basic.analyze_latency_p99.ToNanoseconds() > 0
+        assert basic.active_groups == 0 and basic.noise_reduction == 0 and not basic.matches
+        full = await m.correlation.GetStats(
+            correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_FULL)
+        )
+        assert full.matches == stats.matches and full.active_groups == stats.active_groups
+        with pytest.raises(grpc.aio.AioRpcError) as bad_view:
+            await m.correlation.GetStats(correlation_pb2.GetStatsRequest(view=9))  # type: ignore[arg-type]
+        assert bad_view.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_fields(bad_view.value) == ["view"]
 
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await m.correlation.GetGroupForEvent(

@@ -43,7 +43,7 @@ class Mesh:
 
     async def consumed(self, sequence: int) -> None:
         """Waits until Correlation has committed Ingest's log up to ``sequence``."""
-        stats = correlation_pb2.GetStatsRequest()
+        stats = correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_BASIC)
 
         async def reached() -> bool:
             return (await self.correlation.GetStats(stats)).consumer_sequence >= sequence

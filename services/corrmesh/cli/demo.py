@@ -191,7 +191,9 @@ async def run_scenario(
         correlation_stub = correlation_pb2_grpc.CorrelationServiceStub(correlation_channel)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            stats = await correlation_stub.GetStats(correlation_pb2.GetStatsRequest())
+            stats = await correlation_stub.GetStats(
+                correlation_pb2.GetStatsRequest(view=correlation_pb2.STATS_VIEW_BASIC)
+            )
             # Consumed, and every group's root cause and impact worked out.
             if stats.consumer_sequence >= head and stats.groups_awaiting_analysis == 0:
                 break

@@ -33,6 +33,7 @@ from corrmesh.runtime.streams import clamp_batch, follow
 from corrmesh.v1 import correlation_pb2, correlation_pb2_grpc, event_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_STATS_VIEWS = frozenset(correlation_pb2.StatsView.values())
 
 
 def _check_enums(
@@ -174,24 +175,34 @@ class CorrelationServicer(GroupEditRpcs, correlation_pb2_grpc.CorrelationService
     async def GetStats(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.GetStatsRequest, context: Context
     ) -> correlation_pb2.GetStatsResponse:
-        """Committed counters; noise_reduction = 1 - (groups + lone events) / events in."""
-        counters = await asyncio.to_thread(self.queries.counters)
+        """Committed counters; noise_reduction = 1 - (groups + lone events) / events in.
+
+        STATS_VIEW_BASIC leaves out what is counted from the stored groups.
+        """
+        if request.view not in _STATS_VIEWS:
+            violations = FieldViolations()
+            violations.add("view", "must be a known StatsView value")
+            await abort_invalid(context, violations)
+        full = request.view != correlation_pb2.STATS_VIEW_BASIC
+        counters = await asyncio.to_thread(self.queries.counters, full)
         p50, p90, p99 = self.latency.percentiles(0.5, 0.9, 0.99)
-        return correlation_pb2.GetStatsResponse(
+        response = correlation_pb2.GetStatsResponse(
             events_in=counters.events_in,
             groups_created=counters.groups_created,
-            active_groups=counters.active_groups,
-            noise_reduction=noise_reduction(counters),
-            matches=[
-                correlation_pb2.StrategyMatches(strategy=name, matches=count)
-                for name, count in sorted(counters.matches.items())
-            ],
             analyze_latency_p50=_duration(p50),
             analyze_latency_p90=_duration(p90),
             analyze_latency_p99=_duration(p99),
             consumer_sequence=counters.consumer_sequence,
             groups_awaiting_analysis=self.analyst.awaiting if self.analyst is not None else 0,
         )
+        if full:
+            response.active_groups = counters.active_groups
+            response.noise_reduction = noise_reduction(counters)
+            response.matches.extend(
+                correlation_pb2.StrategyMatches(strategy=name, matches=count)
+                for name, count in sorted(counters.matches.items())
+            )
+        return response
 
     async def GetConfig(  # noqa: N802 (gRPC method name)
         self, request: correlation_pb2.GetConfigRequest, context: Context

@@ -164,6 +164,42 @@ FEEDBACK_TYPE_MISSED_LINK: FeedbackType.ValueType  # 2
 FEEDBACK_TYPE_GOOD_GROUP: FeedbackType.ValueType  # 3
 Global___FeedbackType: _TypeAlias = FeedbackType  # noqa: Y015
 
+class _StatsView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_VIEW_UNSPECIFIED: _StatsView.ValueType  # 0
+    """The same as STATS_VIEW_FULL."""
+    STATS_VIEW_BASIC: _StatsView.ValueType  # 1
+    """What is kept with the consumer offset and in memory: consumer_sequence,
+    events_in, groups_created, groups_awaiting_analysis and the latency
+    percentiles. Cheap whatever the size of the store: the view to poll.
+    active_groups, noise_reduction and matches stay unset.
+    """
+    STATS_VIEW_FULL: _StatsView.ValueType  # 2
+    """Everything, with the figures counted from the stored groups, members and
+    edges; their cost grows with the store.
+    """
+
+class StatsView(_StatsView, metaclass=_StatsViewEnumTypeWrapper):
+    """How much GetStats computes."""
+
+STATS_VIEW_UNSPECIFIED: StatsView.ValueType  # 0
+"""The same as STATS_VIEW_FULL."""
+STATS_VIEW_BASIC: StatsView.ValueType  # 1
+"""What is kept with the consumer offset and in memory: consumer_sequence,
+events_in, groups_created, groups_awaiting_analysis and the latency
+percentiles. Cheap whatever the size of the store: the view to poll.
+active_groups, noise_reduction and matches stay unset.
+"""
+STATS_VIEW_FULL: StatsView.ValueType  # 2
+"""Everything, with the figures counted from the stored groups, members and
+edges; their cost grows with the store.
+"""
+Global___StatsView: _TypeAlias = StatsView  # noqa: Y015
+
 @_typing.final
 class CorrelationEdge(_message.Message):
     """Why one event joined another: one edge of a group."""
@@ -1436,12 +1472,16 @@ Global___AnalyzePerformanceResponse: _TypeAlias = AnalyzePerformanceResponse  # 
 class GetStatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: Global___StatsView.ValueType
     def __init__(
         self,
+        *,
+        view: Global___StatsView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
