@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from corrmesh.correlation.config import default_config
-from corrmesh.correlation.engine import CorrelationEngine, tune_garbage_collection
+from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.groups import group_message
 from corrmesh.correlation.window import EventInfo
+from corrmesh.runtime.gc_tuning import tune_garbage_collection
 from corrmesh.v1 import event_pb2
 
 START = 1_790_000_000

@@ -21,7 +21,6 @@ of groups in memory; lifecycle transitions cost O(log G) each when due.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -64,17 +63,6 @@ LIMITS = {FINGERPRINT: 50, RESOURCE: 50, SOURCE: 20, TOKENS: 8, CAMERA: 64, CORR
 TOPOLOGY_RESOURCES = 32
 _BIT = {name: 1 << i for i, name in enumerate(sorted([*LIMITS, TOPOLOGY]))}
 Enabled = list[tuple[Strategy, StrategySettings, int]]
-
-
-#: Young-generation allocations between collections. The engine keeps a large,
-#: long-lived window; Python's default (700) makes every full collection walk
-#: it again and again: a quarter to a half of the time per event in `make bench`.
-GC_THRESHOLDS = (100_000, 50, 1000)
-
-
-def tune_garbage_collection() -> None:
-    """Collects less often: for a process whose heap is mostly the engine's window."""
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _wall_us() -> int:

@@ -15,7 +15,7 @@ from corrmesh.correlation.analysis.analyst import Analyst
 from corrmesh.correlation.analysis.reach import TopologyReach
 from corrmesh.correlation.config import default_config
 from corrmesh.correlation.consumer import Consumer
-from corrmesh.correlation.engine import CorrelationEngine, tune_garbage_collection
+from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.gate import EngineGate
 from corrmesh.correlation.ingest_reader import IngestReader
 from corrmesh.correlation.latency import LatencyReservoir
@@ -26,6 +26,7 @@ from corrmesh.correlation.servicer import CorrelationServicer
 from corrmesh.correlation.store import CorrelationStore
 from corrmesh.correlation.topology_watch import TopologyWatch
 from corrmesh.runtime.clients import open_channel
+from corrmesh.runtime.gc_tuning import tune_garbage_collection
 from corrmesh.runtime.server import ServiceApp, run
 from corrmesh.runtime.settings import Settings, load_settings
 from corrmesh.runtime.streams import HeadNotifier

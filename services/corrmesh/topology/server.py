@@ -8,6 +8,7 @@ import logging
 import grpc
 
 from corrmesh.runtime.clients import open_channel
+from corrmesh.runtime.gc_tuning import tune_garbage_collection
 from corrmesh.runtime.server import ServiceApp, run
 from corrmesh.runtime.settings import Settings, load_settings
 from corrmesh.runtime.streams import HeadNotifier
@@ -50,6 +51,7 @@ class TopologyApp(ServiceApp):
         topology_pb2_grpc.add_TopologyServiceServicer_to_server(servicer, server)
 
     async def start(self) -> None:
+        tune_garbage_collection()
         await asyncio.to_thread(self.store.migrate)
         snapshot = await asyncio.to_thread(self.store.snapshot)
         clusters = parse_clusters(self.settings.kube_clusters)
