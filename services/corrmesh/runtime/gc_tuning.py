@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import gc
 
-#: Young allocations between collections, then the default ratios' larger cousins.
+#: Allocations between young collections, young collections between middle ones,
+#: middle between full ones (Python's defaults: 700, 10, 10).
 GC_THRESHOLDS = (100_000, 50, 1000)
 
 
