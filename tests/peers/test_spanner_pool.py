@@ -65,16 +65,26 @@ def kept_after_a_find(pool: AssociationPool, peer: Peer) -> Association:
     return kept
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 15.0, state: Callable[[], str] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
+        assert time.monotonic() < deadline, f"condition not reached {state()}"
         time.sleep(0.02)
+
+
+def network_state(assoc: Association) -> str:
+    """What pynetdicom's network thread of ``assoc`` is doing, for a failure message."""
+    dul = assoc.dul
+    return f"(network thread alive: {dul.is_alive()}, state {dul.state_machine.current_state})"
 
 
 @pytest.fixture
 def pool() -> Iterator[AssociationPool]:
-    made = AssociationPool(dimse.release_later)
+    # Idle associations outlive every test here, so the pool's reaper never
+    # releases one a test is still watching.
+    made = AssociationPool(dimse.release_later, idle_seconds=600.0)
     yield made
     made.close()
 
@@ -228,7 +238,10 @@ def test_a_parked_association_the_source_ended_is_not_lent(
 
     peer.process.stop()
     peer.process.start()
-    wait_until(lambda: kept.dul.peek_next_pdu() is not None or not kept.dimse.msg_queue.empty())
+    wait_until(
+        lambda: kept.dul.peek_next_pdu() is not None or not kept.dimse.msg_queue.empty(),
+        state=lambda: network_state(kept),
+    )
     assert kept.is_established  # as far as the parked reactor knows
     assert pool.take(key(peer)) is None
 
