@@ -7,6 +7,7 @@ nanoseconds; timestamps as UTC (SQLite hands them back naive, so naive means UTC
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
@@ -174,19 +175,21 @@ def query_log_to_proto(row: models.QueryLog) -> spanner_pb2.QueryLog:
     return log
 
 
-def query_log_to_row(log: spanner_pb2.QueryLog) -> models.QueryLog:
-    """A new row for ``log``; its keys must already be redacted."""
-    return models.QueryLog(
-        config_id=log.config_id,
-        operation=enum_to_db(*_OPERATION, log.operation),
-        requested_by=log.requested_by,
-        level=enum_to_db(*_LEVEL, log.level),
-        query_keys=dict(log.query_keys),
-        sources=[json_format.MessageToDict(source) for source in log.sources],
-        matches_before_dedup=log.matches_before_dedup,
-        matches_after_dedup=log.matches_after_dedup,
-        outcome=enum_to_db(*_OUTCOME, log.outcome),
-        started_at=log.started_at.ToDatetime(UTC),
-        elapsed_ns=duration_to_ns(log.elapsed),
-        error=log.error,
-    )
+def query_log_values(log: spanner_pb2.QueryLog) -> dict[str, Any]:
+    """The column values of a new ``query_logs`` row for ``log`` (keys already redacted)."""
+    return {
+        "id": models.new_id(),
+        "config_id": log.config_id,
+        "operation": enum_to_db(*_OPERATION, log.operation),
+        "requested_by": log.requested_by,
+        "level": enum_to_db(*_LEVEL, log.level),
+        "query_keys": dict(log.query_keys),
+        "sources": [json_format.MessageToDict(source) for source in log.sources],
+        "matches_before_dedup": log.matches_before_dedup,
+        "matches_after_dedup": log.matches_after_dedup,
+        "outcome": enum_to_db(*_OUTCOME, log.outcome),
+        "started_at": log.started_at.ToDatetime(UTC),
+        "elapsed_ns": duration_to_ns(log.elapsed),
+        "error": log.error,
+        "create_time": models.utc_now(),
+    }
