@@ -159,16 +159,14 @@ def _values(element: DataElement) -> list[str]:
 def to_proto(dataset: Dataset) -> pb.DicomDataset:
     """The wire form: tag, keyword, VR and string values (PN "Alphabetic=Ideographic=Phonetic")."""
     out = pb.DicomDataset()
+    attributes = out.attributes
     for element in dataset:
-        if element.VR == "SQ":
+        vr = element.VR
+        if vr == "SQ":
             continue
-        out.attributes.append(
-            pb.DicomAttribute(
-                tag=f"{element.tag:08X}",
-                keyword=element.keyword,
-                vr=element.VR,
-                values=_values(element),
-            )
+        # add() builds in place; append() would copy a finished message.
+        attributes.add(
+            tag=f"{element.tag:08X}", keyword=element.keyword, vr=vr, values=_values(element)
         )
     return out
 
