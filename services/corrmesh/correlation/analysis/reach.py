@@ -5,7 +5,10 @@ For each resource the analysis needs its failure reach (Topology's
 and, to find silent causes, its direct neighbours (``ListNeighbors``). Both
 answers are cached per resource, since the same Pods turn up in group after
 group; WatchTopology invalidates them (:mod:`corrmesh.correlation.topology_watch`)
-and ``ttl_seconds`` bounds their age when the watch is down. When
+and ``ttl_seconds`` bounds their age when the watch is down. The blast radius
+listed on a group is the same walk from its root cause, nearly always among the
+resources just asked about: it comes from that cache too, and a root Topology
+does not know costs no call at all. When
 Topology does not answer, the analysis goes on without topology (the ranking
 says how) and asks again after a pause.
 """
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 
@@ -32,6 +36,8 @@ RETRY_AFTER_SECONDS = 5.0
 #: Calls to Topology in flight at once.
 CONCURRENCY = 8
 
+_Impact = topology_pb2.GetImpactResponse
+
 
 class TopologyReach:
     """Failure reach and neighbours of resources, from Topology."""
@@ -45,7 +51,9 @@ class TopologyReach:
         self._stub = topology_pb2_grpc.TopologyServiceStub(channel)
         self._ttl = ttl_seconds
         self._clock = clock
-        self._reach: dict[str, tuple[dict[str, int], float]] = {}
+        #: node id -> (reached node id -> distance, when, Topology's whole answer
+        #: or None when it does not know the resource).
+        self._reach: dict[str, tuple[dict[str, int], float, _Impact | None]] = {}
         self._neighbours: dict[str, tuple[list[event_pb2.ResourceRef], float]] = {}
         #: The refs Topology used for each node id (kinds in its own case).
         self.refs: dict[str, event_pb2.ResourceRef] = {}
@@ -78,7 +86,7 @@ class TopologyReach:
         self._unavailable(error)
         return False
 
-    def _fresh(self, cached: tuple[object, float] | None) -> bool:
+    def _fresh(self, cached: tuple[Any, ...] | None) -> bool:
         return cached is not None and self._clock() - cached[1] < self._ttl
 
     async def reach(self, refs: Iterable[event_pb2.ResourceRef]) -> dict[str, dict[str, int]]:
@@ -104,7 +112,7 @@ class TopologyReach:
                 )
             except grpc.aio.AioRpcError as error:
                 if self._unknown(error):
-                    self._reach[node] = ({}, self._clock())
+                    self._reach[node] = ({}, self._clock(), None)
                 return
         reached = {}
         for item in reply.impacted:
@@ -112,7 +120,7 @@ class TopologyReach:
             reached[other] = item.distance
             self.refs.setdefault(other, item.resource)
         self.refs.setdefault(node, reply.root if reply.root.name else ref)
-        self._reach[node] = (reached, self._clock())
+        self._reach[node] = (reached, self._clock(), reply)
 
     async def neighbours(
         self, refs: Iterable[event_pb2.ResourceRef]
@@ -147,10 +155,13 @@ class TopologyReach:
         found = [n.resource.ref for n in reply.neighbors]
         self._neighbours[node_id(ref)] = (found, self._clock())
 
-    async def impact(
-        self, ref: event_pb2.ResourceRef, max_depth: int
-    ) -> topology_pb2.GetImpactResponse | None:
-        """Topology's GetImpact for ``ref``; None when it cannot say."""
+    async def impact(self, ref: event_pb2.ResourceRef, max_depth: int) -> _Impact | None:
+        """Topology's GetImpact for ``ref``; None when it cannot say. At
+        REACH_DEPTH the answer is the cached reach walk's, fetched if missing."""
+        if max_depth == REACH_DEPTH and ref.name:
+            await self.reach([ref])
+            cached = self._reach.get(node_id(ref))
+            return cached[2] if cached is not None and self._fresh(cached) else None
         if not self._available():
             return None
         try:
