@@ -14,7 +14,12 @@ from corrmesh.topology.kube import registry
 from corrmesh.topology.kube.reflector import WatchOptions
 from corrmesh.v1 import topology_pb2
 from tests.support.topology import kube_ref as ref
-from tests.support.topology import kube_topology_of, topology_server, wait_for
+from tests.support.topology import (
+    kube_topology_of,
+    topology_server,
+    wait_for,
+    wait_until_kinds_settle,
+)
 from tests.support.topology_kube_server import (
     LoopbackApiServer,
     kube_clusters_setting,
@@ -48,6 +53,7 @@ async def test_a_forbidden_kind_degrades_only_that_kind(
         cluster = await stub.GetResource(T.GetResourceRequest(ref=ref("Cluster", "prod", "")))
         assert cluster.resource.attributes["state"] == "degraded"
         assert cluster.resource.attributes["kind.Secret"].startswith("forbidden: ")
+        await wait_until_kinds_settle(stub, "prod", {"Secret"})
         assert app.graph.get(ref("Pod", "payment-5d9c7-0")) is not None
         owners = await stub.GetOwnerChain(T.GetOwnerChainRequest(ref=ref("Pod", "mysql-0")))
         assert owners.chain[-1].ref.kind == "StatefulSet"

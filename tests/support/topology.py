@@ -71,6 +71,25 @@ async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) 
         await asyncio.sleep(0.05)
 
 
+async def wait_until_kinds_settle(
+    stub: TopologyServiceAsyncStub, cluster: str, failing: set[str]
+) -> None:
+    """Waits until every kind of ``cluster`` but the ``failing`` ones has synced (or
+    been skipped). A cluster reads "degraded" as soon as one kind fails, while the
+    others may still be listing."""
+
+    async def settled() -> bool:
+        ref = event_pb2.ResourceRef(cluster=cluster, kind="Cluster", name=cluster)
+        found = await stub.GetResource(topology_pb2.GetResourceRequest(ref=ref))
+        return all(
+            state.startswith(("synced", "skipped"))
+            for name, state in found.resource.attributes.items()
+            if name.startswith("kind.") and name.removeprefix("kind.") not in failing
+        )
+
+    await wait_for(settled)
+
+
 @asynccontextmanager
 async def kube_topology(
     database_url: str, kube_clusters: str, states: set[str] | None = None, **overrides: Any

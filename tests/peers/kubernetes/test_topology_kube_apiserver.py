@@ -14,7 +14,7 @@ from corrmesh.ingest.server import IngestApp
 from corrmesh.v1 import event_pb2, ingest_pb2_grpc, topology_pb2
 from tests.support.ingest import all_events
 from tests.support.inprocess import running
-from tests.support.topology import kube_topology, wait_for
+from tests.support.topology import kube_topology, wait_for, wait_until_kinds_settle
 from tests.support.topology_apiserver import ApiServer
 from tests.support.topology_kube import (
     SECRET_VALUE,
@@ -221,6 +221,7 @@ async def test_the_deployed_role_is_enough_and_less_degrades(
     async with topology_on(
         f"sqlite:///{tmp_path / 'narrow.db'}", apiserver.kubeconfig("narrow"), {"degraded"}
     ) as (app, stub):
+        await wait_until_kinds_settle(stub, "real", {"Secret"})
         cluster = await stub.GetResource(T.GetResourceRequest(ref=ref("Cluster", "real", "")))
         attributes = cluster.resource.attributes
         assert attributes["kind.Secret"].startswith("forbidden: ")
