@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from sqlalchemy import func, select
 
+from corrmesh.correlation.camera_travel import KNOWN_AFTER
 from corrmesh.correlation.config import default_config, duration_us
 from corrmesh.correlation.engine import CorrelationEngine
 from corrmesh.correlation.models import EdgeRow, GroupMemberRow, GroupUpdateRow
 from corrmesh.correlation.queries import GroupFilter, GroupQueries
 from corrmesh.correlation.store import CorrelationStore
-from tests.support.correlation_events import event, incident_storm, no_topology
+from corrmesh.v1 import event_pb2
+from tests.support.correlation_events import (
+    event,
+    incident_storm,
+    no_topology,
+    site_crossing,
+    site_passes,
+)
 
 
 def run(store: CorrelationStore, events, batch: int, reload_each_batch: bool) -> None:
@@ -38,18 +50,30 @@ def memberships(store: CorrelationStore) -> set[frozenset[str]]:
     return {frozenset(g) for g in groups.values()}
 
 
-def test_reloading_between_batches_gives_the_uninterrupted_groups(
-    database_url: str, tmp_path
-) -> None:
-    events = incident_storm(900)
+@contextmanager
+def replayed_twice(
+    database_url: str, tmp_path: Path, events: list[event_pb2.Event], batch: int
+) -> Iterator[tuple[set[frozenset[str]], CorrelationStore]]:
+    """Runs ``events`` uninterrupted into a SQLite reference, and with the engine
+    reloaded every ``batch`` events into ``database_url``: yields the reference's
+    groups and the reloaded run's store."""
     reference = CorrelationStore(f"sqlite:///{tmp_path / 'reference.db'}")
     store = CorrelationStore(database_url)
     try:
         reference.migrate()
         store.migrate()
         run(reference, events, batch=500, reload_each_batch=False)
-        run(store, events, batch=37, reload_each_batch=True)
-        expected = memberships(reference)
+        run(store, events, batch=batch, reload_each_batch=True)
+        yield memberships(reference), store
+    finally:
+        reference.close()
+        store.close()
+
+
+def test_reloading_between_batches_gives_the_uninterrupted_groups(
+    database_url: str, tmp_path: Path
+) -> None:
+    with replayed_twice(database_url, tmp_path, incident_storm(900), batch=37) as (expected, store):
         assert len(expected) > 50
         assert memberships(store) == expected
         queries = GroupQueries(store.sessions)
@@ -63,9 +87,19 @@ def test_reloading_between_batches_gives_the_uninterrupted_groups(
             updates = session.scalar(select(func.count()).select_from(GroupUpdateRow))
             last = session.scalar(select(func.max(GroupUpdateRow.sequence)))
             assert updates == last  # 1..n, no gap, no duplicate
-    finally:
-        reference.close()
-        store.close()
+
+
+def test_a_restarted_engine_learns_the_cameras_travel_times_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    learning = site_passes(2 * KNOWN_AFTER)
+    # Reloads every 8 events: one falls right before the crossing.
+    assert len(learning) % 8 == 0
+    events = learning + site_crossing(len(learning) * 60.0 + 120.0)
+    with replayed_twice(database_url, tmp_path, events, batch=8) as (expected, store):
+        assert frozenset({"in-door", "in-hall", "in-yard"}) in expected
+        assert frozenset({"out-yard", "out-hall", "out-door"}) in expected
+        assert memberships(store) == expected
 
 
 def test_groups_read_back_as_the_engine_emitted_them(database_url: str) -> None:

@@ -147,3 +147,43 @@ def camera(
     built.resource.kind = "Camera"
     built.resource.name = camera_id
     return built
+
+
+#: A small site on one controller: four cameras along one path, and the walk
+#: in seconds from each camera to the next.
+SITE_PATH = ["cam-door", "cam-hall", "cam-yard", "cam-gate"]
+SITE_WALKS = [4.0, 9.0, 3.0]
+
+
+def site_passes(
+    count: int, start: float = 0.0, gap: float = 60.0, seed: int = 3
+) -> list[event_pb2.Event]:
+    """``count`` people walking SITE_PATH, one every ``gap`` s, in and out by turns.
+
+    Each walk takes its SITE_WALKS time give or take 10 %; the hall -> yard walk
+    (9 s) therefore sometimes takes longer than the 10 s multi-camera window.
+    """
+    rng = random.Random(seed)
+    events = []
+    for number in range(count):
+        path = SITE_PATH if number % 2 == 0 else SITE_PATH[::-1]
+        walks = SITE_WALKS if number % 2 == 0 else SITE_WALKS[::-1]
+        at = start + number * gap
+        for index, camera_id in enumerate(path):
+            if index:
+                at += walks[index - 1] * rng.uniform(0.9, 1.1)
+            events.append(camera(at, camera_id, event_id=f"pass-{number}-{camera_id}"))
+    return events
+
+
+def site_crossing(at: float) -> list[event_pb2.Event]:
+    """Two people crossing SITE_PATH from ``at``: one in from the door, one out
+    from the yard, on the site's usual walks."""
+    return [
+        camera(at, "cam-door", event_id="in-door"),
+        camera(at + 0.5, "cam-yard", event_id="out-yard"),
+        camera(at + 4.0, "cam-hall", event_id="in-hall"),
+        camera(at + 9.5, "cam-hall", event_id="out-hall"),
+        camera(at + 13.0, "cam-yard", event_id="in-yard"),
+        camera(at + 13.5, "cam-door", event_id="out-door"),
+    ]

@@ -25,11 +25,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+from corrmesh.correlation.camera_passes import CameraPassesMixin
+from corrmesh.correlation.camera_travel import TravelTimes
 from corrmesh.correlation.changes import ChangeLog
 from corrmesh.correlation.coincidence import coincident_match
 from corrmesh.correlation.config import (
     StrategySettings,
-    camera_classes,
     duration_us,
     strategy_settings,
 )
@@ -69,7 +70,9 @@ def _wall_us() -> int:
     return time.time_ns() // 1000
 
 
-class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, ManualEditsMixin):
+class CorrelationEngine(
+    PlacementMixin, CameraPassesMixin, DicomGroupsMixin, LifecycleMixin, ManualEditsMixin
+):
     """Owns the window, the groups with members in it and the headers of quieter ones."""
 
     def __init__(
@@ -82,6 +85,7 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         #: Wall clock in microseconds: when groups and edges were made (not event time).
         self._clock = clock or _wall_us
         self.matches: Counter[str] = Counter()
+        self.camera_travel = TravelTimes()
         self.set_config(config)
         self.restore(Restored())
 
@@ -93,15 +97,15 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         self._window_us = duration_us(config.temporal_window)
         self._lateness_us = duration_us(config.allowed_lateness)
         self.configure_placement(config)
-        camera = config.multi_camera
-        self._camera_same_controller = camera.require_same_controller
-        self._camera_class = camera_classes(camera.similar_types)
+        self.configure_cameras(config)
         self._context = StrategyContext(
             window_us=self._window_us,
             pattern_threshold=config.pattern_similarity_threshold,
-            camera_window_us=duration_us(camera.window),
-            camera_same_controller=camera.require_same_controller,
-            camera_class=self._camera_class,
+            camera_window_us=duration_us(config.multi_camera.window),
+            camera_same_controller=config.multi_camera.require_same_controller,
+            camera_class=self.camera_class,
+            camera_travel=self.camera_travel,
+            camera_track=self.camera_track,
         )
         self._enabled: dict[int, Enabled] = {}
         self.configure_lifecycle(config)
@@ -130,7 +134,7 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         inside.extend(e for e in state.loners if horizon is None or e.occurred_us >= horizon)
         # Arrival order is sequence order: the indexes come back exactly as they were.
         for event in sorted(inside, key=lambda e: e.sequence):
-            event.camera_key = self._camera_key(event)
+            event.camera_key = self.camera_key(event)
             self.window.add(event)
         self.log = ChangeLog()
         for group in list(self.groups.values()):
@@ -142,6 +146,7 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
             self.track(group)
         self._persisted = set(self.groups) | set(self.headers)
         self.reset_dicom(state.dicom)
+        self.relearn_travel(state.camera_steps)
 
     @property
     def watermark_us(self) -> int | None:
@@ -166,13 +171,6 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
             self._enabled[info.domain] = enabled
         return [e for e in enabled if e[0].applies_to(info)]
 
-    def _camera_key(self, info: EventInfo) -> str:
-        if not info.camera_id or not info.detection_type:
-            return ""
-        kind = self._camera_class.get(info.detection_type, info.detection_type)
-        controller = info.controller_id if self._camera_same_controller else ""
-        return f"{controller}\x1f{kind}"
-
     # -- per event ---------------------------------------------------------------
 
     def prepare(self, event: event_pb2.Event) -> Plan:
@@ -183,7 +181,7 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
         watermark = self.watermark_us
         if watermark is not None and info.occurred_us < watermark:
             return Plan(info, [], late=True)
-        info.camera_key = self._camera_key(info)
+        info.camera_key = self.camera_key(info)
         strategies = self._strategies_for(info)
         if not self.config.enabled or not strategies:
             return Plan(info, [])
@@ -282,11 +280,13 @@ class CorrelationEngine(PlacementMixin, DicomGroupsMixin, LifecycleMixin, Manual
                 plan, relation, self.window, self._window_us, _BIT[TOPOLOGY]
             )
         matches = self._score(info, candidates)
+        matches, pass_head = self.choose_pass(info, matches)
         if isolated:
             found = coincident_match(info, self.window, self.groups)
             if found is not None and all(c.group_id != found[0].group_id for c, _ in matches):
                 matches.append(found)
         self._place(info, matches)
+        self.learn_step(info, pass_head)
         self.window.add(info)
         if info.group_id is None:
             self.log.lone_new[info.event_id] = info

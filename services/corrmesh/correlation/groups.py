@@ -80,6 +80,10 @@ class GroupState:
     loaded: bool = True
     #: Root-cause candidates, pattern and impact (only those Group fields set).
     analysis: correlation_pb2.Group | None = None
+    #: Cameras that have seen the pass a multi-camera group follows, and its
+    #: newest sighting: the one a further camera's detection continues from.
+    cameras: set[str] = field(default_factory=set)
+    camera_head: EventInfo | None = None
 
     def count_member(self, event: EventInfo) -> None:
         """Counts ``event`` in: its time span, member count and severity (a group
@@ -114,6 +118,14 @@ class GroupState:
                 self.fingerprints.append(event.fingerprint)
         if event.resource_key:
             self.resource_keys.add(event.resource_key)
+        if event.camera_id:
+            self.cameras.add(event.camera_id)
+            head = self.camera_head
+            if head is None or (event.occurred_us, event.sequence) > (
+                head.occurred_us,
+                head.sequence,
+            ):
+                self.camera_head = event
 
     def add_edge(self, edge: Edge) -> None:
         self.edges.append(edge)
@@ -128,7 +140,7 @@ class GroupState:
         self.members, self.edges, self.neighbours = {}, [], {}
         self.member_count, self.severity, self.edge_score_sum, self.edge_count = 0, 0, 0.0, 0
         self.open_keys, self.fingerprints, self.resource_keys = set(), [], set()
-        self.firing = set()
+        self.firing, self.cameras, self.camera_head = set(), set(), None
         for member in sorted(members, key=lambda m: m.sequence):
             self.add_member(member)
         for edge in edges:

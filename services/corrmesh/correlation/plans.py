@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corrmesh.correlation.camera_travel import CameraStep
 from corrmesh.correlation.dicom.keys import DicomStep
 from corrmesh.correlation.dicom.state import DicomChanges, DicomRestored
 from corrmesh.correlation.groups import Edge, GroupState
@@ -62,6 +63,8 @@ class Restored:
     headers: list[GroupState] = field(default_factory=list)
     loners: list[EventInfo] = field(default_factory=list)
     dicom: DicomRestored = field(default_factory=DicomRestored)
+    #: Steps of camera passes, oldest first: the travel times to learn again.
+    camera_steps: list[CameraStep] = field(default_factory=list)
 
 
 @dataclass(slots=True)

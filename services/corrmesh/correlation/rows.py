@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from corrmesh.correlation.camera_travel import CameraStep
 from corrmesh.correlation.dicom.keys import ROLLUP_TYPES
 from corrmesh.correlation.groups import Edge, GroupState, datetime_us, micros_of
 from corrmesh.correlation.models import (
@@ -18,6 +19,7 @@ from corrmesh.correlation.models import (
     GroupMemberRow,
     GroupRow,
 )
+from corrmesh.correlation.strategies.multi_camera import NAME as MULTI_CAMERA
 from corrmesh.correlation.window import EventInfo
 from corrmesh.v1 import correlation_pb2, event_pb2
 
@@ -189,3 +191,43 @@ def load_groups(session: Session, group_ids: Iterable[str]) -> list[GroupState]:
             )
         _attach_links(session, groups, part)
     return sorted(groups.values(), key=lambda g: g.created_sequence)
+
+
+def load_camera_steps(session: Session, limit: int) -> list[CameraStep]:
+    """The pass steps behind the newest ``limit`` multi-camera edges, oldest first.
+
+    A detection that continued a pass has an edge to each sighting of it that
+    it matched; its step starts at the newest of them, as when it was placed.
+    """
+    source, target = aliased(GroupMemberRow), aliased(GroupMemberRow)
+    rows = session.execute(
+        select(
+            target.event_id,
+            target.sequence,
+            target.occurred_at,
+            target.camera_id,
+            target.controller_id,
+            target.detection_type,
+            source.occurred_at,
+            source.sequence,
+            source.camera_id,
+        )
+        .select_from(EdgeRow)
+        .join(target, target.event_id == EdgeRow.to_event_id)
+        .join(source, source.event_id == EdgeRow.from_event_id)
+        .where(EdgeRow.strategy == MULTI_CAMERA)
+        .order_by(EdgeRow.id.desc())
+        .limit(limit)
+    ).all()
+    # event id -> (when its newest matched sighting was, its own sequence, step)
+    newest: dict[str, tuple[tuple[int, int], int, CameraStep]] = {}
+    for row in rows:
+        event_id, sequence, at, camera, controller, kind = row[:6]
+        from_at, from_sequence, from_camera = row[6:]
+        since = (micros_of(from_at), from_sequence)
+        known = newest.get(event_id)
+        if known is None or since > known[0]:
+            lag_us = abs(micros_of(at) - since[0])
+            step = CameraStep(controller, kind, from_camera, camera, lag_us)
+            newest[event_id] = (since, sequence, step)
+    return [step for _, _, step in sorted(newest.values(), key=lambda found: found[1])]

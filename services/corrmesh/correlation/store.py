@@ -39,6 +39,7 @@ from corrmesh.correlation.rows import (
     event_of,
     event_values,
     group_values,
+    load_camera_steps,
     load_groups,
     load_headers,
 )
@@ -50,6 +51,8 @@ VERSION_TABLE = "alembic_version_correlation"
 #: The one consumer of Ingest's log today; partitions will add more names.
 CONSUMER = "ingest"
 _CONFIG_ROW = 1
+#: Newest multi-camera edges read back to learn the cameras' travel times again.
+CAMERA_STEPS = 20_000
 #: Groups whose lifecycle can still change: restored as headers when quiet.
 TRACKED_STATUSES = (
     correlation_pb2.GROUP_STATUS_BUILDING,
@@ -164,6 +167,7 @@ class CorrelationStore:
                 headers=load_headers(session, TRACKED_STATUSES, set(live)),
                 loners=[event_of(r) for r in loners],
                 dicom=dicom,
+                camera_steps=load_camera_steps(session, CAMERA_STEPS),
             )
 
     def load_groups(self, group_ids: list[str]) -> list[GroupState]:

@@ -18,10 +18,11 @@ own); its name then becomes valid in ``UpdateConfig``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from corrmesh.correlation.camera_travel import TravelTimes
 from corrmesh.correlation.window import EventInfo
 
 #: (RelationKind, distance) as Topology's RelateResources answers it.
@@ -51,6 +52,10 @@ def _no_relation(_a: str, _b: str) -> Relation | None:
     return None
 
 
+def _alone(event: EventInfo) -> tuple[EventInfo, Collection[str]]:
+    return event, (event.camera_id,)
+
+
 @dataclass(slots=True)
 class StrategyContext:
     """What a strategy may consult besides the two events."""
@@ -67,6 +72,11 @@ class StrategyContext:
     camera_same_controller: bool = True
     #: Detection type -> its class; similar types share a class.
     camera_class: Mapping[str, str] = field(default_factory=dict)
+    #: Travel times between cameras learnt so far (see camera_travel).
+    camera_travel: TravelTimes = field(default_factory=TravelTimes)
+    #: The pass an event belongs to: its newest sighting and the cameras it
+    #: has shown on (the event itself while it is alone).
+    camera_track: Callable[[EventInfo], tuple[EventInfo, Collection[str]]] = _alone
 
 
 class Strategy(ABC):
