@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from corrmesh.correlation.camera_travel import KNOWN_AFTER
+from corrmesh.correlation.config import default_config
 from tests.support.correlation_events import Feeder, camera, site_crossing, site_passes
 
 SITE = "nvr-1\x1fperson"
@@ -101,3 +102,21 @@ def test_a_detection_continues_from_the_newest_sighting_of_a_pass() -> None:
     (update,) = [g for g in feeder.engine.groups.values()]
     reasons = {(e.from_event_id, e.to_event_id) for e in update.edges}
     assert ("hall", "yard") in reasons and ("door", "yard") in reasons
+
+
+def test_a_fixed_window_sets_what_was_learnt_aside() -> None:
+    feeder, at = learnt_site()
+    config = default_config()
+    config.multi_camera.fixed_window = True
+    feeder.engine.set_config(config)
+    feeder.feed(camera(at, "cam-door", event_id="door"))
+    feeder.feed(camera(at + 0.5, "cam-hall", event_id="hall"))
+    assert members(feeder, "hall") == {"door", "hall"}, "the window alone decides"
+    feeder.feed(camera(at + 100, "cam-hall", event_id="hall-2"))
+    feeder.feed(camera(at + 111.5, "cam-yard", event_id="yard-2"))
+    assert group_of(feeder, "yard-2") is None
+    # What was learnt is kept for when the window is no longer fixed.
+    feeder.engine.set_config(default_config())
+    feeder.feed(camera(at + 200, "cam-hall", event_id="hall-3"))
+    feeder.feed(camera(at + 211.5, "cam-yard", event_id="yard-3"))
+    assert members(feeder, "yard-3") == {"hall-3", "yard-3"}

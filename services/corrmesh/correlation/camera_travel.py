@@ -21,7 +21,8 @@ from the stream:
   sum of the two learnt legs through a camera the pass has not shown on is
   expected, discounted by :data:`MISSED_CAMERA`;
 - a pair nothing is known about falls back to the configured multi-camera
-  window (1 at the same instant, 0.5 at the window's edge);
+  window (1 at the same instant, 0.5 at the window's edge), and so does
+  every pair when ``multi_camera.fixed_window`` is set;
 - below :data:`PLAUSIBLE` a detection does not continue the pass.
 
 Measured on ``../shared/eval/scenarios/camera-site-s1`` (see the README's
@@ -118,11 +119,15 @@ class TravelTimes:
             second = self.expected_us(site, missed, camera)
             if first is not None and second is not None:
                 best = max(best, MISSED_CAMERA * _bell(lag_us, first + second))
-        if best:
-            return best
-        if lag_us > window_us:
-            return 0.0
-        return 1.0 - 0.5 * lag_us / window_us if window_us else 1.0
+        return best or window_score(lag_us, window_us)
+
+
+def window_score(lag_us: int, window_us: int) -> float:
+    """The multi-camera window's own rule: 1 at the same instant, 0.5 at its edge,
+    0 beyond."""
+    if lag_us > window_us:
+        return 0.0
+    return 1.0 - 0.5 * lag_us / window_us if window_us else 1.0
 
 
 def _key(site: str, a: str, b: str) -> PairKey:

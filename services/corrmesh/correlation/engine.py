@@ -104,7 +104,7 @@ class CorrelationEngine(
             camera_window_us=duration_us(config.multi_camera.window),
             camera_same_controller=config.multi_camera.require_same_controller,
             camera_class=self.camera_class,
-            camera_travel=self.camera_travel,
+            camera_travel=None if config.multi_camera.fixed_window else self.camera_travel,
             camera_track=self.camera_track,
         )
         self._enabled: dict[int, Enabled] = {}

@@ -1623,7 +1623,12 @@ class MultiCameraConfig(_message.Message):
     WINDOW_FIELD_NUMBER: _builtins.int
     REQUIRE_SAME_CONTROLLER_FIELD_NUMBER: _builtins.int
     SIMILAR_TYPES_FIELD_NUMBER: _builtins.int
+    FIXED_WINDOW_FIELD_NUMBER: _builtins.int
     require_same_controller: _builtins.bool
+    fixed_window: _builtins.bool
+    """Correlate by the window alone. By default the travel times between
+    cameras are learnt from the stream and decide where they are known.
+    """
     @_builtins.property
     def window(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -1636,10 +1641,11 @@ class MultiCameraConfig(_message.Message):
         window: _duration_pb2.Duration | None = ...,
         require_same_controller: _builtins.bool = ...,
         similar_types: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        fixed_window: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["require_same_controller", b"require_same_controller", "similar_types", b"similar_types", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed_window", b"fixed_window", "require_same_controller", b"require_same_controller", "similar_types", b"similar_types", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

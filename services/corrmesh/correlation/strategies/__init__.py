@@ -72,8 +72,9 @@ class StrategyContext:
     camera_same_controller: bool = True
     #: Detection type -> its class; similar types share a class.
     camera_class: Mapping[str, str] = field(default_factory=dict)
-    #: Travel times between cameras learnt so far (see camera_travel).
-    camera_travel: TravelTimes = field(default_factory=TravelTimes)
+    #: Travel times between cameras learnt so far (see camera_travel); None
+    #: when the window alone decides (multi_camera.fixed_window).
+    camera_travel: TravelTimes | None = field(default_factory=TravelTimes)
     #: The pass an event belongs to: its newest sighting and the cameras it
     #: has shown on (the event itself while it is alone).
     camera_track: Callable[[EventInfo], tuple[EventInfo, Collection[str]]] = _alone

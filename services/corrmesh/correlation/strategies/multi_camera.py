@@ -8,8 +8,9 @@ continues the pass of its candidate only from that pass's newest sighting,
 and only on a camera the pass has not shown on yet. How plausible the
 continuation is comes from the travel times learnt between cameras
 (:mod:`corrmesh.correlation.camera_travel`); between cameras nothing is known
-about yet it is the multi-camera window (default 10 s): 1 at the same
-instant, falling linearly to 0.5 at the window's edge. Every member of a pass
+about yet, or for every pair with ``fixed_window`` set, it is the
+multi-camera window (default 10 s): 1 at the same instant, falling linearly
+to 0.5 at the window's edge. Every member of a pass
 gets the pass's score, so the engine keeps the best pass as a whole.
 
 Candidates come from the camera index, keyed by (controller, detection
@@ -19,7 +20,7 @@ the window holds.
 
 from __future__ import annotations
 
-from corrmesh.correlation.camera_travel import PLAUSIBLE
+from corrmesh.correlation.camera_travel import PLAUSIBLE, window_score
 from corrmesh.correlation.strategies import CAMERA, Match, Strategy, StrategyContext, register
 from corrmesh.correlation.strategies.signals import seconds_apart
 from corrmesh.correlation.window import EventInfo
@@ -53,14 +54,13 @@ class MultiCameraStrategy(Strategy):
         if new_event.camera_id in seen:
             return None  # a pass shows on each camera once
         lag_us = abs(new_event.occurred_us - head.occurred_us)
-        score = context.camera_travel.plausibility(
-            new_event.camera_key,
-            head.camera_id,
-            new_event.camera_id,
-            lag_us,
-            seen,
-            context.camera_window_us,
-        )
+        travel, site = context.camera_travel, new_event.camera_key
+        if travel is None:
+            score = window_score(lag_us, context.camera_window_us)
+        else:
+            score = travel.plausibility(
+                site, head.camera_id, new_event.camera_id, lag_us, seen, context.camera_window_us
+            )
         if score < PLAUSIBLE:
             return None
         text = (
@@ -70,11 +70,12 @@ class MultiCameraStrategy(Strategy):
         if context.camera_same_controller:
             text += f" on controller {new_event.controller_id}"
         text += f", {seconds_apart(new_event.occurred_us, candidate.occurred_us)}"
-        expected = context.camera_travel.expected_us(
-            new_event.camera_key, head.camera_id, new_event.camera_id
-        )
-        if expected is not None:
-            text += f"; {lag_us / 1e6:.1f} s after {head.camera_id}, usually {expected / 1e6:.1f} s"
+        if travel is not None:
+            expected = travel.expected_us(site, head.camera_id, new_event.camera_id)
+            if expected is not None:
+                text += (
+                    f"; {lag_us / 1e6:.1f} s after {head.camera_id}, usually {expected / 1e6:.1f} s"
+                )
         return Match(score, NAME, text)
 
 
