@@ -4,7 +4,7 @@
 exactly like Ingest's (same AE setup, contexts, PDU size, TCP_NODELAY, no
 per-PDU logging) whose handler answers success at once.
 ``python -m tests.bench.bare_edges webhook PORT``: uvicorn + Starlette, as
-Ingest runs them, with a route that reads the body and answers 200.
+Ingest runs them (same HTTP parser), with a route that reads the body and answers 200.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from corrmesh.ingest.dicom_scp import make_storage_ae, resolve_sop_classes, start_storage_server
-from corrmesh.ingest.webhooks import ALERTMANAGER_PATH, listening_socket
+from corrmesh.ingest.webhooks import ALERTMANAGER_PATH, HTTP_PARSER, listening_socket
 from corrmesh.runtime.settings import INGEST_DICOM_AE_TITLE
 
 
@@ -46,7 +46,12 @@ def serve_webhook(port: int) -> None:
 
     app = Starlette(routes=[Route(ALERTMANAGER_PATH, receive, methods=["POST"])])
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", server_header=False
+        app,
+        http=HTTP_PARSER,  # the parser Ingest's webhook uses
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
     )
     uvicorn.Server(config).run(sockets=[listening_socket("127.0.0.1", port)])
 

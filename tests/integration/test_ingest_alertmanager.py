@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from pathlib import Path
@@ -213,3 +214,19 @@ async def test_tokens_guard_the_webhook(tmp_path: Path) -> None:
         reader = await _post(app, FIRING, authorization="Bearer r-token")
         writer = await _post(app, FIRING, authorization="Bearer w-token")
     assert (missing.status_code, reader.status_code, writer.status_code) == (401, 401, 200)
+
+
+async def test_a_request_that_is_not_http_gets_400_and_the_listener_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    async with edge_server(f"sqlite:///{tmp_path / 'ingest.db'}", tmp_path) as (app, stub):
+        assert app.webhooks is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.webhooks.port)
+        writer.write(b"\x16\x03\x01\x02\x00 this is no HTTP request\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        good = await _post(app, FIRING)
+        events = await all_events(stub)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert good.status_code == 200 and len(events) == 2
