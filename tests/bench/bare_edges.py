@@ -22,8 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from corrmesh.ingest.dicom_scp import make_storage_ae, resolve_sop_classes, start_storage_server
-from corrmesh.ingest.webhooks import ALERTMANAGER_PATH, HTTP_PARSER, listening_socket
+from corrmesh.ingest.webhooks import ALERTMANAGER_PATH
 from corrmesh.runtime.settings import INGEST_DICOM_AE_TITLE
+from corrmesh.runtime.web import HTTP_PARSER, listening_socket
 
 
 def _store(_event: DicomEvent) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from corrmesh.ingest.webhooks import listening_socket
+from corrmesh.runtime.web import listening_socket
 
 
 def test_accepted_connections_have_nagle_off() -> None:

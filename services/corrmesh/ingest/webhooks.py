@@ -21,7 +21,6 @@ import contextlib
 import hmac
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,15 +37,13 @@ from corrmesh.ingest.edge import EdgePublisher, rejected_fields
 from corrmesh.runtime.auth import WRITE_SCOPE, Principal, load_tokens
 from corrmesh.runtime.settings import Settings
 from corrmesh.runtime.tracing import CORRELATION_ATTRIBUTE, entry_span, spans_exported, tracer
+from corrmesh.runtime.web import HTTP_PARSER, listening_socket
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 ALERTMANAGER_PATH = "/webhooks/alertmanager"
 MAX_BODY_BYTES = 8 * 1024 * 1024
-#: uvicorn's HTTP/1.1 parser: httptools (llhttp, in C) takes about a sixth off
-#: Ingest's CPU per alert against h11 (make bench, webhook row).
-HTTP_PARSER = "httptools"
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
@@ -147,27 +144,6 @@ class _EmbeddedServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # The service owns SIGTERM/SIGINT and stops us itself.
         yield
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket (so a bad port fails at start, and 0 works).
-
-    Its connections have Nagle's algorithm off. asyncio turns it off only on
-    sockets made with ``proto=IPPROTO_TCP``; with it on, h11 writing a
-    response's head and body separately waits for the client's delayed ACK,
-    about 40 ms a request.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
-    try:
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class WebhookServer:

@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from corrmesh.runtime.settings import Settings
+from corrmesh.runtime.web import HTTP_PARSER
 from corrmesh.spanner.scp import SpanningScp
 from corrmesh.v1 import spanner_pb2
 
@@ -113,7 +114,7 @@ class ListenerManager:
 
     async def _start_web(self) -> None:
         config = uvicorn.Config(
-            self.web_app, host=self.settings.host, port=self.web_port,
+            self.web_app, host=self.settings.host, port=self.web_port, http=HTTP_PARSER,
             log_level="warning", lifespan="off", access_log=False,
         )  # fmt: skip
         server = uvicorn.Server(config)
