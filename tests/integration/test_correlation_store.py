@@ -19,6 +19,8 @@ from tests.support.correlation_events import (
     event,
     incident_storm,
     no_topology,
+    pending_pod_events,
+    pod_event,
     site_crossing,
     site_passes,
 )
@@ -99,6 +101,18 @@ def test_a_restarted_engine_learns_the_cameras_travel_times_again(
     with replayed_twice(database_url, tmp_path, events, batch=8) as (expected, store):
         assert frozenset({"in-door", "in-hall", "in-yard"}) in expected
         assert frozenset({"out-yard", "out-hall", "out-door"}) in expected
+        assert memberships(store) == expected
+
+
+def test_a_restarted_engine_keeps_the_pods_still_pending_in_their_group(
+    database_url: str, tmp_path: Path
+) -> None:
+    pending = pending_pod_events()
+    # Reloads after every event: one while the group is out of the window.
+    unrelated = pod_event(1000, "other-1", "Pulled", event_id="unrelated")
+    events = [*pending[:2], unrelated, *pending[2:]]
+    with replayed_twice(database_url, tmp_path, events, batch=1) as (expected, store):
+        assert frozenset(e.event_id for e in pending) in expected
         assert memberships(store) == expected
 
 

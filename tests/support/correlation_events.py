@@ -187,3 +187,47 @@ def site_crossing(at: float) -> list[event_pb2.Event]:
         camera(at + 13.0, "cam-yard", event_id="in-yard"),
         camera(at + 13.5, "cam-door", event_id="out-door"),
     ]
+
+
+_POD_MESSAGES = {
+    "FailedScheduling": "0/4 nodes are available: 4 Insufficient cpu.",
+    "Killing": "Stopping container server",
+    "Scheduled": "Successfully assigned shop/{pod} to node-1",
+    "Pulled": 'Container image "server:v1" already present on machine',
+}
+
+
+def pod_event(
+    at: float, pod_name: str, reason: str, *, count: int = 1, event_id: str | None = None
+) -> event_pb2.Event:
+    """A Kubernetes Event about Pod ``pod_name`` with its reason, message and count."""
+    message = _POD_MESSAGES.get(reason, reason).format(pod=pod_name)
+    warning = reason == "FailedScheduling"
+    built = event(
+        at,
+        event_id=event_id,
+        resource=pod(pod_name),
+        title=f"Pod {pod_name}: {message}",
+        description=message,
+        source="kubernetes",
+        type=reason,
+        fingerprint=f"k8s/shop/{pod_name}/{reason}",
+        severity=event_pb2.SEVERITY_WARNING if warning else event_pb2.SEVERITY_INFO,
+    )
+    details = built.kubernetes
+    details.reason, details.message, details.count = reason, message, count
+    details.event_type = "Warning" if warning else "Normal"
+    return built
+
+
+def pending_pod_events() -> list[event_pb2.Event]:
+    """A scale-out beyond capacity: two Pods cannot be scheduled, the scheduler
+    says so again half an hour later, and the scale-down deletes them an hour in."""
+    return [
+        pod_event(0, "email-x1", "FailedScheduling", event_id="x1-pending"),
+        pod_event(1, "email-x2", "FailedScheduling", event_id="x2-pending"),
+        pod_event(1800, "email-x1", "FailedScheduling", count=8, event_id="x1-again"),
+        pod_event(1802, "email-x2", "FailedScheduling", count=8, event_id="x2-again"),
+        pod_event(3600, "email-x1", "Killing", event_id="x1-killed"),
+        pod_event(3601, "email-x2", "Killing", event_id="x2-killed"),
+    ]

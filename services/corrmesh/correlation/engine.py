@@ -29,6 +29,7 @@ from corrmesh.correlation.camera_passes import CameraPassesMixin
 from corrmesh.correlation.camera_travel import TravelTimes
 from corrmesh.correlation.changes import ChangeLog
 from corrmesh.correlation.coincidence import coincident_match
+from corrmesh.correlation.conditions import OpenConditionsMixin
 from corrmesh.correlation.config import (
     StrategySettings,
     duration_us,
@@ -71,7 +72,12 @@ def _wall_us() -> int:
 
 
 class CorrelationEngine(
-    PlacementMixin, CameraPassesMixin, DicomGroupsMixin, LifecycleMixin, ManualEditsMixin
+    PlacementMixin,
+    CameraPassesMixin,
+    OpenConditionsMixin,
+    DicomGroupsMixin,
+    LifecycleMixin,
+    ManualEditsMixin,
 ):
     """Owns the window, the groups with members in it and the headers of quieter ones."""
 
@@ -137,8 +143,13 @@ class CorrelationEngine(
             event.camera_key = self.camera_key(event)
             self.window.add(event)
         self.log = ChangeLog()
+        self.rebuild_conditions(
+            (m for g in self.groups.values() for m in g.members.values()),
+            self._lateness_us,
+            self.watermark_us,
+        )
         for group in list(self.groups.values()):
-            if not group.in_window:
+            if not group.in_window and not self.holds_condition(group.group_id):
                 self.settle(group)
         for header in state.headers:
             self.track(header)
@@ -285,6 +296,8 @@ class CorrelationEngine(
             found = coincident_match(info, self.window, self.groups)
             if found is not None and all(c.group_id != found[0].group_id for c, _ in matches):
                 matches.append(found)
+        matches = self.follow_condition(info, matches)
+        loners = [candidate for candidate, _ in matches if candidate.group_id is None]
         self._place(info, matches)
         self.learn_step(info, pass_head)
         self.window.add(info)
@@ -292,6 +305,8 @@ class CorrelationEngine(
             self.log.lone_new[info.event_id] = info
         else:
             self.groups[info.group_id].in_window += 1
+        for event in (*loners, info):  # lone events it brought into a group too
+            self.observe_condition(event)
         if plan.dicom is not None:
             self.observe_dicom(info, plan.dicom)
         self._arrival_wall_us = time.time_ns() // 1000

@@ -61,6 +61,9 @@ class LifecycleMixin:
     _clock: Callable[[], int]
     #: Trace context of the event being analysed, for the updates it causes.
     trace: Callable[[], event_pb2.TraceContext] | None = None
+    # Provided by the open-conditions part: a group holding one stays loaded.
+    holds_condition: Callable[[str], bool]
+    expire_conditions: Callable[[int], None]
 
     def configure_lifecycle(self, config: correlation_pb2.CorrelationConfig) -> None:
         self._stabilize_us = duration_us(config.stabilize_after)
@@ -297,8 +300,9 @@ class LifecycleMixin:
             if group is None:
                 continue
             group.in_window -= 1
-            if group.in_window <= 0:
+            if group.in_window <= 0 and not self.holds_condition(group.group_id):
                 self.settle(group)
+        self.expire_conditions(watermark)
 
     def _run_due(self, watermark: int) -> None:
         while self._due and self._due[0][0] <= watermark:

@@ -18,7 +18,8 @@ is still going):
   of a flow it holds (one correlation id); other matches with it are set
   aside, and the event joins or opens another group.
   A firing alert says its problem is ongoing however long the next alert
-  takes (rules wait their ``for:`` before firing).
+  takes (rules wait their ``for:`` before firing), and so does an open
+  condition (:mod:`corrmesh.correlation.conditions`: a Pod still Pending).
 - ``merge_within``: matched groups merge only when their first events lie
   that close together, the fragments of one onset; an event matching two
   established groups joins the larger and leaves the other as it is.
@@ -76,6 +77,8 @@ class PlacementMixin:
     changed: Callable[..., None]
     link: Callable[[str, GroupState, int], None]
     move_links: Callable[[GroupState, GroupState], None]
+    # Provided by the open-conditions part.
+    move_conditions: Callable[[str, str], None]
 
     def configure_placement(self, config: correlation_pb2.CorrelationConfig) -> None:
         """Reads the placement rules of ``config`` (see the module docstring)."""
@@ -93,6 +96,7 @@ class PlacementMixin:
             and not info.resolves
             and not (info.repeats and info.fingerprint == candidate.fingerprint)
             and info.correlation_id != candidate.correlation_id
+            and info.continues != group.group_id
         )
 
     def _place(self, info: EventInfo, matches: list[tuple[EventInfo, Match]]) -> None:
@@ -245,6 +249,7 @@ class PlacementMixin:
         for edge in other.edges:
             base.add_edge(edge)
         self.move_links(base, other)
+        self.move_conditions(base.group_id, other.group_id)
         base.in_window += other.in_window
         self.groups.pop(other.group_id, None)
         self.headers.pop(other.group_id, None)

@@ -19,6 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from corrmesh.correlation import config as config_module
+from corrmesh.correlation.conditions import HORIZON_US as CONDITION_HORIZON_US
+from corrmesh.correlation.conditions import OPENS
 from corrmesh.correlation.dicom import store as dicom_store
 from corrmesh.correlation.groups import GroupState, datetime_us, micros_of
 from corrmesh.correlation.models import (
@@ -152,6 +154,17 @@ class CorrelationStore:
                 .where(GroupMemberRow.occurred_at >= horizon)
                 .distinct()
             ).all()
+            # Groups that may hold an open condition stay loaded (conditions.py).
+            held_since = datetime_us(newest_us - lateness_us - CONDITION_HORIZON_US)
+            holding = session.scalars(
+                select(GroupMemberRow.group_id)
+                .where(
+                    GroupMemberRow.event_type.in_(sorted(OPENS)),
+                    GroupMemberRow.occurred_at >= held_since,
+                )
+                .distinct()
+            ).all()
+            live = list(dict.fromkeys([*live, *holding]))
             loners = session.scalars(
                 select(LoneEventRow)
                 .where(LoneEventRow.occurred_at >= horizon)

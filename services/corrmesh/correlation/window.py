@@ -96,6 +96,8 @@ class EventInfo:
     repeats: bool = False
     #: True for an alert that fires until resolved: its group is never quiet meanwhile.
     fires: bool = False
+    #: The group whose open condition it carries on (see conditions), or "".
+    continues: str = ""
     #: The group it belongs to; None while it is alone.
     group_id: str | None = None
     #: Key in the camera index (controller and detection class); "" for other events.
