@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corrmesh.correlation.conditions import CONDITION, HORIZON_US
 from corrmesh.v1 import event_pb2
-from tests.support.correlation_events import Feeder, pending_pod_events, pod_event
+from tests.support.correlation_events import Feeder, event, pending_pod_events, pod_event
 
 
 def group_of(feeder: Feeder, event_id: str) -> str | None:
@@ -30,7 +30,8 @@ def test_a_pending_pods_repeats_and_deletion_join_its_group_however_late() -> No
     group = engine.groups[group_id]
     assert {"x1-pending", "x1-again", "x1-killed"} <= set(group.members)
     reasons = [e.reason for e in group.edges if e.strategy == CONDITION]
-    assert reasons and "Pod shop/email-x1 has been Pending since 30 min before" in reasons[0]
+    assert reasons
+    assert "Pod shop/email-x1 has had FailedScheduling since 30 min before" in reasons[0]
     assert not engine.holds_condition(group_id)
 
 
@@ -101,3 +102,21 @@ def test_a_merged_groups_conditions_go_with_it() -> None:
     assert group_of(feeder, "x1-pending") == larger, "merged into the larger group"
     feeder.feed(pending[2])
     assert group_of(feeder, "x1-again") == larger
+
+
+def test_a_node_down_keeps_its_group_until_it_is_ready_again() -> None:
+    feeder = Feeder()
+    node = event_pb2.ResourceRef(cluster="prod-eu", kind="Node", name="node-1")
+    down = [
+        event(0, event_id="down", resource=node, type="NodeNotReady", fingerprint="n1/down"),
+        event(1, event_id="down-2", resource=node, type="NodeNotReady", fingerprint="n1/down"),
+    ]
+    for built in down:
+        built.source = "kubernetes"
+        feeder.feed(built)
+    group_id = group_of(feeder, "down")
+    assert group_id is not None and feeder.engine.holds_condition(group_id)
+    back = event(1500, event_id="ready", resource=node, type="NodeReady", source="kubernetes")
+    feeder.feed(back)
+    assert group_of(feeder, "ready") == group_id
+    assert not feeder.engine.holds_condition(group_id)

@@ -1,24 +1,28 @@
 """Open conditions: a Kubernetes object's problem that lasts until the cluster says it ended.
 
-A Pod the scheduler cannot place stays Pending. Its FailedScheduling series
-repeats (the event recorder sends at most one every few minutes and counts
-the rest) until the Pod is Scheduled or deleted (Killing). Such an incident
-outlives the window: a scale-out beyond capacity can leave Pods Pending for
-an hour, with a repeat every half hour and the scale-down at the end, each
-far from the last. So the group that holds a Pod's FailedScheduling holds
-the condition, and a later event on that Pod (its repeat, its Scheduled, its
-Killing) joins that group, however quiet the group has gone. The group keeps
-its members in memory meanwhile (it is not settled to a header while it holds
-a condition).
+Some problems Kubernetes reports once and then only repeats: a Pod the
+scheduler cannot place stays Pending (FailedScheduling) until it is
+Scheduled or deleted; a volume that will not attach or mount; a
+PersistentVolumeClaim waiting for its volume (ExternalProvisioning,
+ProvisioningFailed) until ProvisioningSucceeded; a Node down (NodeNotReady)
+until NodeReady. The event recorder sends a repeat at most every few
+minutes and counts the rest, so such an incident outlives the window: a
+scale-out beyond capacity can leave Pods Pending for an hour, with a repeat
+every half hour and the scale-down at the end, each far from the last.
 
-A condition ends when the Pod's Scheduled or Killing arrives (that event
-still joins), when a FailedScheduling of the Pod opens it in another group,
-or when nothing about the Pod was heard for :data:`HORIZON_US` of event time.
-Only the Kubernetes domain has them.
+So the group that holds an object's opening event (:data:`OPENS`) holds the
+condition, and the object's later events join that group, however quiet the
+group has gone. The group keeps its members in memory meanwhile (it is not
+settled to a header while it holds a condition).
+
+A condition ends with one of :data:`ENDS` on the object (that event still
+joins), when an opening event of the object opens it in another group, or
+when nothing about the object was heard for :data:`HORIZON_US` of event
+time. Only the Kubernetes domain has them.
 
 After a restart, :meth:`OpenConditionsMixin.rebuild_conditions` replays the
-members of the groups the store reloaded for them (those with a
-FailedScheduling member inside the horizon), in sequence order.
+members of the groups the store reloaded for them (those with an opening
+member inside the horizon), in sequence order.
 """
 
 from __future__ import annotations
@@ -38,8 +42,26 @@ from corrmesh.v1 import event_pb2
 #: The strategy name on the edges a condition makes.
 CONDITION = "open_condition"
 #: Event reasons (``type``) that open a condition on their object, and that end it.
-OPENS = frozenset({"FailedScheduling"})
-ENDS = frozenset({"Scheduled", "Killing"})
+OPENS = frozenset(
+    {
+        "FailedScheduling",  # a Pod stays Pending
+        "FailedAttachVolume",  # its volume is not attached
+        "FailedMount",  # nor mounted
+        "ExternalProvisioning",  # a PersistentVolumeClaim waits for its volume
+        "ProvisioningFailed",
+        "NodeNotReady",  # a Node is down
+    }
+)
+ENDS = frozenset(
+    {
+        "Scheduled",
+        "SuccessfulAttachVolume",
+        "Started",  # its containers run: scheduled, attached and mounted
+        "Killing",  # the Pod is deleted
+        "ProvisioningSucceeded",
+        "NodeReady",
+    }
+)
 #: A condition nothing was heard of for this long of event time has ended.
 HORIZON_US = 3600 * 1_000_000
 
@@ -51,10 +73,12 @@ class _Condition:
     anchor: EventInfo
     since_us: int
     last_us: int
+    #: The reason that opened it.
+    opened_by: str
 
 
 class OpenConditionsMixin:
-    """Pods Pending in a group (mixed into CorrelationEngine)."""
+    """Objects whose problem a group holds open (mixed into CorrelationEngine)."""
 
     groups: dict[str, GroupState]
     settle: Callable[[GroupState], None]
@@ -106,8 +130,8 @@ class OpenConditionsMixin:
             return None
         minutes = max(0, info.occurred_us - condition.since_us) // 60_000_000
         reason = (
-            f"{describe(info.resource)} has been Pending since {minutes} min before "
-            f"(FailedScheduling), still open in this group"
+            f"{describe(info.resource)} has had {condition.opened_by} since {minutes} min "
+            "before, still open in this group"
         )
         return condition.anchor, Match(1.0, CONDITION, reason)
 
@@ -129,7 +153,7 @@ class OpenConditionsMixin:
             if condition is not None:
                 self._end(key)
             self._conditions[key] = _Condition(
-                info.group_id, info, info.occurred_us, info.occurred_us
+                info.group_id, info, info.occurred_us, info.occurred_us, info.type
             )
             self._held[info.group_id] += 1
         else:
