@@ -15,7 +15,7 @@ from collections.abc import Collection
 from corrmesh.correlation.camera_travel import CameraStep, TravelTimes
 from corrmesh.correlation.config import camera_classes
 from corrmesh.correlation.groups import GroupState
-from corrmesh.correlation.strategies import Match
+from corrmesh.correlation.strategies import Match, alone
 from corrmesh.correlation.strategies.multi_camera import NAME as MULTI_CAMERA
 from corrmesh.correlation.window import EventInfo
 from corrmesh.v1 import correlation_pb2
@@ -51,7 +51,7 @@ class CameraPassesMixin:
         shown on (``event`` alone while it is in no group)."""
         group = self.groups.get(event.group_id) if event.group_id else None
         if group is None or group.camera_head is None:
-            return event, (event.camera_id,)
+            return alone(event)
         return group.camera_head, group.cameras
 
     def relearn_travel(self, steps: list[CameraStep]) -> None:

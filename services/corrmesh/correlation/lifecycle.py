@@ -99,7 +99,14 @@ class LifecycleMixin:
         if group.status == GROUP_STATUS_ARCHIVED:
             return
         header = dataclasses.replace(
-            group, members={}, edges=[], neighbours={}, open_keys=set(), loaded=False
+            group,
+            members={},
+            edges=[],
+            neighbours={},
+            open_keys=set(),
+            cameras=set(),
+            camera_head=None,
+            loaded=False,
         )
         self.headers[group.group_id] = header
 

@@ -52,7 +52,8 @@ def _no_relation(_a: str, _b: str) -> Relation | None:
     return None
 
 
-def _alone(event: EventInfo) -> tuple[EventInfo, Collection[str]]:
+def alone(event: EventInfo) -> tuple[EventInfo, Collection[str]]:
+    """The pass of an event in no group: itself, on its own camera."""
     return event, (event.camera_id,)
 
 
@@ -77,7 +78,7 @@ class StrategyContext:
     camera_travel: TravelTimes | None = field(default_factory=TravelTimes)
     #: The pass an event belongs to: its newest sighting and the cameras it
     #: has shown on (the event itself while it is alone).
-    camera_track: Callable[[EventInfo], tuple[EventInfo, Collection[str]]] = _alone
+    camera_track: Callable[[EventInfo], tuple[EventInfo, Collection[str]]] = alone
 
 
 class Strategy(ABC):
